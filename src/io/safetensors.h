@@ -1,0 +1,116 @@
+// safetensors over mmap: strict reader (single file or sharded with
+// model.safetensors.index.json) and a writer.
+//
+// File layout: [u64 little-endian header length N][N bytes JSON header]
+// [data]. The header maps tensor name -> {dtype, shape, data_offsets:[b, e]}
+// with offsets relative to the start of the data section, plus an optional
+// "__metadata__" object of string -> string.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "util/file.h"
+
+namespace bioquant {
+
+enum class DType { kF32, kF16, kBF16, kF64, kI8, kU8, kI16, kI32, kI64, kBool };
+
+// "F32", "BF16", ... as written in safetensors headers.
+const char* DTypeName(DType t);
+// Throws Error for names we do not support.
+DType ParseDType(const std::string& name);
+size_t DTypeSize(DType t);
+
+// A tensor inside a mapped file. `data` points into the mmap.
+struct TensorView {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;
+  size_t nbytes = 0;
+  std::string file;  // the file it lives in, for error messages
+
+  int64_t numel() const;
+  std::string ShapeString() const;  // "[2048, 5632]"
+};
+
+// One .safetensors file. Validates: header length within the file, JSON,
+// known dtypes, shape x dtype == byte size, offsets inside the data section,
+// no two tensors overlapping, no gaps left unexplained is NOT required.
+class SafetensorsFile {
+ public:
+  explicit SafetensorsFile(const std::string& path);
+
+  const std::string& path() const { return map_.path(); }
+  const std::map<std::string, TensorView>& tensors() const { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const {
+    return metadata_;
+  }
+  // Size of the header (8 + N): what "tensor headers" fingerprinting hashes.
+  std::string header_json() const { return header_json_; }
+
+ private:
+  MappedFile map_;
+  std::map<std::string, TensorView> tensors_;
+  std::map<std::string, std::string> metadata_;
+  std::string header_json_;
+};
+
+// All tensors of a checkpoint directory: model.safetensors, or the shards
+// listed in model.safetensors.index.json (every listed tensor must be found
+// in the shard the index names).
+class TensorStore {
+ public:
+  // dir: a checkpoint directory. Throws Error naming the file on problems.
+  static std::unique_ptr<TensorStore> Open(const std::string& dir);
+  // A single file.
+  static std::unique_ptr<TensorStore> OpenFile(const std::string& path);
+
+  bool Has(const std::string& name) const;
+  // Throws Error("missing tensor <name> in <dir>") when absent.
+  const TensorView& Get(const std::string& name) const;
+  std::vector<std::string> Names() const;
+  const std::vector<std::unique_ptr<SafetensorsFile>>& files() const {
+    return files_;
+  }
+  // Metadata of the first file (transformers writes {"format": "pt"}).
+  const std::map<std::string, std::string>& metadata() const;
+  uint64_t MappedBytes() const;
+
+ private:
+  std::string where_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const TensorView*> index_;
+};
+
+// Builds a safetensors file in memory-friendly fashion: tensors are appended
+// (copied) and written in insertion order with 8-byte aligned header padding.
+class SafetensorsWriter {
+ public:
+  void Add(const std::string& name, DType dtype, std::vector<int64_t> shape,
+           const void* data, size_t nbytes);
+  void SetMetadata(const std::string& key, const std::string& value);
+  size_t data_bytes() const { return data_.size(); }
+  size_t num_tensors() const { return entries_.size(); }
+  std::vector<std::string> names() const;
+  // Writes atomically (tmp file + rename). Throws Error naming the path.
+  void Write(const std::string& path) const;
+
+ private:
+  struct Entry {
+    std::string name;
+    DType dtype;
+    std::vector<int64_t> shape;
+    size_t begin, end;
+  };
+  std::vector<Entry> entries_;
+  std::map<std::string, std::string> metadata_;
+  std::vector<uint8_t> data_;
+};
+
+}  // namespace bioquant
