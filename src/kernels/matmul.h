@@ -1,0 +1,38 @@
+// Matrix multiplication against weights in any storage format:
+//   y[m, w.rows] = x[m, w.cols] · Wᵀ      (x, y f32 row-major)
+// Decode is m = 1 (matrix-vector); prefill is m = prompt length.
+// Dispatch on the weight format happens here, once per call (STYLE habit 5);
+// each format's SIMD kernel lives in its own translation unit.
+#pragma once
+
+#include <cstdint>
+
+#include "quant/formats.h"
+#include "util/thread_pool.h"
+
+namespace bioquant {
+
+// SIMD path (Highway, best target of this CPU), rows split across the pool.
+void MatMul(const WeightMatrix& w, const float* x, int64_t m, float* y,
+            ThreadPool* pool);
+
+// Scalar reference: dequantize each row to f32, then dot in double.
+void MatMulRef(const WeightMatrix& w, const float* x, int64_t m, float* y);
+
+namespace kernels {
+
+// Per-format SIMD kernels over the row range [r0, r1) of W, for all m rows of
+// x: y[i * w.rows + r] for r in [r0, r1). Exported per Highway target.
+void MatMulRowsFloat(const WeightMatrix& w, const float* x, int64_t m,
+                     float* y, int64_t r0, int64_t r1);  // f32, bf16, f16
+
+// Test hooks: run the float kernel on one specific compiled target.
+// Returns the number of compiled targets; `target_index` selects one.
+int NumFloatTargets();
+const char* FloatTargetName(int target_index);
+void MatMulRowsFloatOnTarget(int target_index, const WeightMatrix& w,
+                             const float* x, int64_t m, float* y, int64_t r0,
+                             int64_t r1);
+
+}  // namespace kernels
+}  // namespace bioquant

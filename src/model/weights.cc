@@ -1,0 +1,249 @@
+#include "model/weights.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "quant/bnb.h"
+#include "quant/half.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace bioquant {
+namespace {
+
+WeightFormat FormatOfDType(DType t, const TensorView& v) {
+  switch (t) {
+    case DType::kF32:
+      return WeightFormat::kF32;
+    case DType::kBF16:
+      return WeightFormat::kBF16;
+    case DType::kF16:
+      return WeightFormat::kF16;
+    default:
+      Fail("{}: tensor {} has dtype {}; expected F32, BF16 or F16", v.file,
+           v.name, DTypeName(t));
+  }
+}
+
+void CheckShape(const TensorView& v, std::vector<int64_t> want) {
+  if (v.shape != want) {
+    std::string w = "[";
+    for (size_t i = 0; i < want.size(); ++i) {
+      w += (i ? ", " : "") + std::to_string(want[i]);
+    }
+    Fail("{}: tensor {} has shape {} but config.json implies {}]", v.file,
+         v.name, v.ShapeString(), w);
+  }
+}
+
+// Widens a float tensor to f32 (a temporary: one tensor at a time).
+std::vector<float> ToF32(const TensorView& v) {
+  std::vector<float> out(v.numel());
+  const WeightFormat f = FormatOfDType(v.dtype, v);
+  WeightMatrix m{f, 1, v.numel(), v.data};
+  RowToF32(m, 0, out.data());
+  return out;
+}
+
+std::vector<float> SmallF32(const TensorStore& s, const std::string& name,
+                            std::vector<int64_t> shape) {
+  const TensorView& v = s.Get(name);
+  CheckShape(v, shape);
+  return ToF32(v);
+}
+
+// Stores a float tensor as `target` (f32/bf16/f16), in place when possible.
+void StoreFloat(const TensorView& v, WeightFormat target, WeightMatrix* w,
+                std::shared_ptr<const void>* storage, uint64_t* resident) {
+  w->format = target;
+  w->rows = v.shape[0];
+  w->cols = v.numel() / v.shape[0];
+  if (FormatOfDType(v.dtype, v) == target) {
+    w->data = v.data;
+    *resident = 0;
+    return;
+  }
+  const std::vector<float> f = ToF32(v);
+  if (target == WeightFormat::kF32) {
+    auto buf = std::make_shared<std::vector<float>>(f);
+    w->data = buf->data();
+    *storage = buf;
+    *resident = buf->size() * 4;
+    return;
+  }
+  auto buf = std::make_shared<std::vector<uint16_t>>(f.size());
+  for (size_t i = 0; i < f.size(); ++i) {
+    (*buf)[i] = target == WeightFormat::kBF16 ? F32ToBf16(f[i]) : F32ToF16(f[i]);
+  }
+  w->data = buf->data();
+  *storage = buf;
+  *resident = buf->size() * 2;
+}
+
+Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
+                  int64_t in, bool has_bias, WeightFormat target,
+                  const PrecisionSpec& p, WeightFormat float_fallback) {
+  Linear l;
+  l.name = name;
+  const TensorView& v = s.Get(name + ".weight");
+  CheckShape(v, {out, in});
+  if (has_bias) l.bias = SmallF32(s, name + ".bias", {out});
+  bool skip = false;
+  for (const auto& m : p.skip_modules) {
+    if (!m.empty() && name.find(m) != std::string::npos) skip = true;
+  }
+  if (skip) target = float_fallback;
+  if (target == WeightFormat::kF32 || target == WeightFormat::kBF16 ||
+      target == WeightFormat::kF16) {
+    StoreFloat(v, target, &l.w, &l.storage, &l.resident_bytes);
+  } else if (target == WeightFormat::kInt8Row) {
+    const std::vector<float> f = ToF32(v);
+    auto q = std::make_shared<QuantizedInt8>(QuantizeInt8Rows(f.data(), out, in));
+    l.w = q->View();
+    l.storage = q;
+    l.resident_bytes = PackedBytes(target, out, in, p.quant);
+  } else {
+    const std::vector<float> f = ToF32(v);
+    auto q = std::make_shared<Quantized4bit>(
+        Quantize4bit(f.data(), {out, in}, target, p.quant, v.dtype));
+    // The first-level absmax is only a by-product once double-quantized.
+    if (q->double_quant) std::vector<float>().swap(q->absmax);
+    l.w = q->View();
+    l.storage = q;
+    l.resident_bytes = PackedBytes(target, out, in, p.quant);
+  }
+  l.bytes = PackedBytes(l.w.format, out, in, p.quant) + l.bias.size() * 4;
+  return l;
+}
+
+}  // namespace
+
+void RowToF32(const WeightMatrix& w, int64_t row, float* out) {
+  const int64_t base = row * w.cols;
+  switch (w.format) {
+    case WeightFormat::kF32:
+      std::memcpy(out, static_cast<const float*>(w.data) + base, w.cols * 4);
+      return;
+    case WeightFormat::kBF16: {
+      const auto* p = static_cast<const uint16_t*>(w.data) + base;
+      for (int64_t c = 0; c < w.cols; ++c) out[c] = Bf16ToF32(p[c]);
+      return;
+    }
+    case WeightFormat::kF16: {
+      const auto* p = static_cast<const uint16_t*>(w.data) + base;
+      for (int64_t c = 0; c < w.cols; ++c) out[c] = F16ToF32(p[c]);
+      return;
+    }
+    default:
+      DequantizeRow(w, row, out);
+  }
+}
+
+WeightFormat ResolveLinearFormat(const std::string& precision,
+                                 const std::string& checkpoint_dtype) {
+  if (precision.empty()) {
+    if (checkpoint_dtype == "bfloat16") return WeightFormat::kBF16;
+    if (checkpoint_dtype == "float16") return WeightFormat::kF16;
+    return WeightFormat::kF32;
+  }
+  if (precision == "llm-int8") return WeightFormat::kInt8Row;
+  try {
+    return ParseFormat(precision);
+  } catch (const Error&) {
+    Fail("--precision: unknown precision '{}' (f32, bf16, f16, int8, llm-int8, "
+         "nf4, fp4)",
+         precision);
+  }
+}
+
+ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
+                         const PrecisionSpec& precision) {
+  if (!cfg.quantization_config.is_null()) {
+    const std::string method =
+        cfg.quantization_config.value("quant_method", std::string("?"));
+    Fail("{}/config.json: pre-quantized checkpoints (quant_method '{}') are "
+         "not supported by this loader yet",
+         dir, method);
+  }
+  ModelWeights m;
+  m.store = TensorStore::Open(dir);
+  const TensorStore& s = *m.store;
+  const int64_t H = cfg.hidden_size, I = cfg.intermediate_size;
+  const int64_t V = cfg.vocab_size;
+
+  const TensorView& emb = s.Get("model.embed_tokens.weight");
+  CheckShape(emb, {V, H});
+  const WeightFormat file_format = FormatOfDType(emb.dtype, emb);
+  std::string dtype_name = cfg.torch_dtype;
+  if (dtype_name.empty() || dtype_name == "auto") {
+    dtype_name = file_format == WeightFormat::kBF16   ? "bfloat16"
+                 : file_format == WeightFormat::kF16 ? "float16"
+                                                      : "float32";
+  }
+  const WeightFormat linear = ResolveLinearFormat(precision.name, dtype_name);
+  const bool quantized = linear == WeightFormat::kInt8Row ||
+                         linear == WeightFormat::kNF4 ||
+                         linear == WeightFormat::kFP4;
+  if (quantized && linear != WeightFormat::kInt8Row &&
+      !IsValidBlocksize(precision.quant.blocksize)) {
+    Fail("--blocksize: {} is not supported (32, 64, ..., 4096)",
+         precision.quant.blocksize);
+  }
+  m.linear_format = linear;
+  m.precision = precision.name.empty() ? FormatName(linear) : precision.name;
+  m.llm_int8 = precision.name == "llm-int8";
+  m.llm_int8_threshold = precision.llm_int8_threshold;
+  // Embeddings and lm_head: converted for float precisions (the paper loads
+  // "full precision" in torch_dtype), kept in the file dtype when quantizing
+  // (bitsandbytes leaves them alone).
+  const WeightFormat side_format = quantized ? file_format : linear;
+
+  uint64_t resident = 0;
+  StoreFloat(emb, side_format, &m.embed, &m.embed_storage, &resident);
+  m.resident_bytes += resident;
+  m.weights_bytes += PackedBytes(side_format, V, H);
+
+  m.layers.resize(cfg.num_layers);
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    LayerWeights& L = m.layers[l];
+    L.attn_norm = SmallF32(s, p + "input_layernorm.weight", {H});
+    L.mlp_norm = SmallF32(s, p + "post_attention_layernorm.weight", {H});
+    auto lin = [&](const std::string& n, int64_t out, int64_t in, bool bias) {
+      Linear x = LoadLinear(s, p + n, out, in, bias, linear, precision, side_format);
+      m.weights_bytes += x.bytes;
+      m.resident_bytes += x.resident_bytes + x.bias.size() * 4;
+      return x;
+    };
+    L.q = lin("self_attn.q_proj", cfg.q_dim(), H, cfg.qkv_bias);
+    L.k = lin("self_attn.k_proj", cfg.kv_dim(), H, cfg.qkv_bias);
+    L.v = lin("self_attn.v_proj", cfg.kv_dim(), H, cfg.qkv_bias);
+    L.o = lin("self_attn.o_proj", H, cfg.q_dim(), cfg.o_bias);
+    L.gate = lin("mlp.gate_proj", I, H, cfg.mlp_bias);
+    L.up = lin("mlp.up_proj", I, H, cfg.mlp_bias);
+    L.down = lin("mlp.down_proj", H, I, cfg.mlp_bias);
+    m.weights_bytes += 2 * H * 4;
+    m.resident_bytes += 2 * H * 4;
+  }
+  m.final_norm = SmallF32(s, "model.norm.weight", {H});
+  m.weights_bytes += H * 4;
+  m.resident_bytes += H * 4;
+  m.lm_head.name = "lm_head";
+  if (cfg.tie_word_embeddings || !s.Has("lm_head.weight")) {
+    if (!cfg.tie_word_embeddings) {
+      Fail("{}: missing tensor lm_head.weight (tie_word_embeddings is false)", dir);
+    }
+    m.lm_head.w = m.embed;
+    m.lm_head.storage = m.embed_storage;
+  } else {
+    const TensorView& head = s.Get("lm_head.weight");
+    CheckShape(head, {V, H});
+    StoreFloat(head, side_format, &m.lm_head.w, &m.lm_head.storage,
+               &m.lm_head.resident_bytes);
+    m.resident_bytes += m.lm_head.resident_bytes;
+    m.weights_bytes += PackedBytes(side_format, V, H);
+  }
+  return m;
+}
+
+}  // namespace bioquant
