@@ -24,3 +24,95 @@ inline int ParseArgs(CLI::App& app, int argc, char** argv) {
 }
 
 }  // namespace bioquant::cli
+
+#include <cstdint>
+#include <sstream>
+#include <vector>
+
+#include "engine/engine.h"
+#include "util/error.h"
+
+namespace bioquant::cli {
+
+// Flags every model-loading command shares, declared once (STYLE habit 12).
+struct ModelFlags {
+  std::string model;
+  std::string precision;
+  int blocksize = 64;
+  bool no_double_quant = false;
+  std::string skip_modules;
+  int threads = 0;
+  float llm_int8_threshold = 6.0f;
+
+  void Add(CLI::App& app, bool with_precision = true) {
+    app.add_option("--model", model, "Hugging Face checkpoint directory")->required();
+    if (with_precision) {
+      app.add_option("--precision", precision,
+                     "f32|bf16|f16|int8|llm-int8|nf4|fp4 (default: the checkpoint's dtype)");
+      app.add_option("--blocksize", blocksize, "4-bit block size (32..4096)")
+          ->default_val(64);
+      app.add_flag("--no-double-quant", no_double_quant,
+                   "4-bit: keep absmax in f32 (transformers' default)");
+      app.add_option("--skip-modules", skip_modules,
+                     "comma-separated module names kept unquantized");
+      app.add_option("--llm-int8-threshold", llm_int8_threshold,
+                     "llm-int8 outlier threshold")
+          ->default_val(6.0f);
+    }
+    app.add_option("--threads", threads, "worker threads (0 = all cores)")->default_val(0);
+  }
+
+  EngineOptions ToOptions() const {
+    EngineOptions o;
+    o.model_dir = model;
+    o.precision.name = precision;
+    o.precision.quant.blocksize = blocksize;
+    o.precision.quant.double_quant = !no_double_quant;
+    o.precision.llm_int8_threshold = llm_int8_threshold;
+    std::stringstream ss(skip_modules);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      if (!item.empty()) o.precision.skip_modules.push_back(item);
+    }
+    o.threads = threads;
+    if (threads < 0) Fail("--threads must be >= 0");
+    return o;
+  }
+};
+
+// "1,2,3" -> ids; throws Error naming the flag on bad input.
+inline std::vector<int32_t> ParseIds(const std::string& s, const char* flag) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
+    if (b == std::string::npos) Fail("{}: empty id in '{}'", flag, s);
+    item = item.substr(b, e - b + 1);
+    try {
+      size_t used = 0;
+      long long v = std::stoll(item, &used);
+      if (used != item.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument("");
+      ids.push_back(static_cast<int32_t>(v));
+    } catch (const std::exception&) {
+      Fail("{}: '{}' is not a token id", flag, item);
+    }
+  }
+  if (ids.empty()) Fail("{}: no ids given", flag);
+  return ids;
+}
+
+}  // namespace bioquant::cli
+
+#include <iostream>
+
+namespace bioquant::cli {
+
+// One JSON object on stdout; invalid UTF-8 in model text becomes U+FFFD
+// instead of an exception.
+inline void PrintJson(const nlohmann::json& j) {
+  std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+            << "\n";
+}
+
+}  // namespace bioquant::cli

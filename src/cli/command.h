@@ -27,5 +27,8 @@ struct CommandRegistrar {
 
 }  // namespace bioquant::cli
 
-#define BIOQUANT_COMMAND(name, help, fn) \
-  static ::bioquant::cli::CommandRegistrar bq_registrar_##fn(name, help, fn)
+#define BQ_CONCAT_INNER(a, b) a##b
+#define BQ_CONCAT(a, b) BQ_CONCAT_INNER(a, b)
+#define BIOQUANT_COMMAND(name, help, fn)                                   \
+  static ::bioquant::cli::CommandRegistrar BQ_CONCAT(bq_registrar_, __LINE__)( \
+      name, help, fn)

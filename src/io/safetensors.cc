@@ -311,4 +311,80 @@ void SafetensorsWriter::Write(const std::string& path) const {
   }
 }
 
+namespace {
+
+size_t DeclBytes(const SafetensorsStreamWriter::Decl& d) {
+  size_t n = DTypeSize(d.dtype);
+  for (int64_t x : d.shape) n *= static_cast<size_t>(x);
+  return n;
+}
+
+}  // namespace
+
+SafetensorsStreamWriter::SafetensorsStreamWriter(
+    const std::string& path, std::vector<Decl> decls,
+    const std::map<std::string, std::string>& metadata)
+    : path_(path), decls_(std::move(decls)) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) {
+    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : metadata) meta[k] = v;
+    header["__metadata__"] = meta;
+  }
+  size_t off = 0;
+  for (const auto& d : decls_) {
+    const size_t n = DeclBytes(d);
+    header[d.name] = {{"dtype", DTypeName(d.dtype)},
+                      {"shape", d.shape},
+                      {"data_offsets", {off, off + n}}};
+    off += n;
+  }
+  std::string h = header.dump();
+  while ((8 + h.size()) % 8 != 0) h.push_back(' ');
+  const std::string tmp = path_ + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) Fail("{}: cannot create ({})", tmp, std::strerror(errno));
+  file_ = f;
+  uint8_t len[8];
+  const uint64_t n = h.size();
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
+  if (std::fwrite(len, 1, 8, f) != 8 || std::fwrite(h.data(), 1, h.size(), f) != h.size()) {
+    Fail("{}: write failed", tmp);
+  }
+}
+
+SafetensorsStreamWriter::~SafetensorsStreamWriter() {
+  if (file_) {
+    std::fclose(static_cast<FILE*>(file_));
+    std::remove((path_ + ".tmp").c_str());
+  }
+}
+
+void SafetensorsStreamWriter::Append(const std::string& name, const void* data,
+                                     size_t nbytes) {
+  if (next_ >= decls_.size() || decls_[next_].name != name) {
+    Fail("{}: tensor {} written out of declared order", path_, name);
+  }
+  if (DeclBytes(decls_[next_]) != nbytes) {
+    Fail("{}: tensor {} has {} bytes, declared {}", path_, name, nbytes,
+         DeclBytes(decls_[next_]));
+  }
+  if (nbytes && std::fwrite(data, 1, nbytes, static_cast<FILE*>(file_)) != nbytes) {
+    Fail("{}: write failed for tensor {}", path_, name);
+  }
+  ++next_;
+}
+
+void SafetensorsStreamWriter::Finish() {
+  if (next_ != decls_.size()) {
+    Fail("{}: only {} of {} tensors written", path_, next_, decls_.size());
+  }
+  FILE* f = static_cast<FILE*>(file_);
+  file_ = nullptr;
+  if (std::fclose(f) != 0) Fail("{}: write failed", path_);
+  if (std::rename((path_ + ".tmp").c_str(), path_.c_str()) != 0) {
+    Fail("{}: cannot rename into place ({})", path_, std::strerror(errno));
+  }
+}
+
 }  // namespace bioquant

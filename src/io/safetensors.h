@@ -113,4 +113,28 @@ class SafetensorsWriter {
   std::vector<uint8_t> data_;
 };
 
+// Writes a file whose tensors are produced one at a time (checkpoints larger
+// than memory): the header is fixed up front, then Append() must be called
+// once per declared tensor, in declaration order.
+class SafetensorsStreamWriter {
+ public:
+  struct Decl {
+    std::string name;
+    DType dtype;
+    std::vector<int64_t> shape;
+  };
+  SafetensorsStreamWriter(const std::string& path, std::vector<Decl> decls,
+                          const std::map<std::string, std::string>& metadata);
+  ~SafetensorsStreamWriter();
+  void Append(const std::string& name, const void* data, size_t nbytes);
+  // Flushes, checks every tensor was written, renames into place.
+  void Finish();
+
+ private:
+  std::string path_;
+  std::vector<Decl> decls_;
+  size_t next_ = 0;
+  void* file_ = nullptr;  // FILE*
+};
+
 }  // namespace bioquant

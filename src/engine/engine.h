@@ -1,0 +1,106 @@
+// Engine: a model loaded at one precision, with its tokenizer. The harness
+// and the CLI talk only to this API (generate, logits, memory, timings).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/decoder.h"
+#include "model/sampler.h"
+#include "model/weights.h"
+#include "util/thread_pool.h"
+
+namespace bioquant {
+
+class Tokenizer;
+
+struct EngineOptions {
+  std::string model_dir;
+  PrecisionSpec precision;
+  int threads = 0;  // 0 = all cores
+};
+
+struct GenerateRequest {
+  std::vector<int32_t> prompt_ids;
+  int max_new_tokens = 128;
+  SamplingParams sampling;
+  std::vector<std::string> stop;  // stop strings (cut from the text)
+  bool ignore_eos = false;
+  // Called with each new piece of text (UTF-8 complete); return false to stop.
+  std::function<bool(const std::string&)> on_text;
+};
+
+struct Timings {
+  double load_ms = 0;
+  double prefill_ms = 0;
+  double decode_ms = 0;
+  int64_t prefill_tokens = 0;
+  int64_t decode_tokens = 0;
+  double prefill_tokens_per_s() const;
+  double decode_tokens_per_s() const;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> output_ids;  // generated only (an EOS that ended it included)
+  std::string text;                 // generated only, special tokens skipped
+  std::string finish_reason;        // "eos", "stop", "length", "callback"
+  Timings timings;
+};
+
+struct MemoryLedger {
+  uint64_t weights_bytes = 0;           // every weight, exact (formats.h)
+  uint64_t weights_resident_bytes = 0;  // converted/quantized, owned
+  uint64_t weights_mapped_bytes = 0;    // used in place from the mmap
+  uint64_t kv_cache_bytes = 0;
+  uint64_t scratch_bytes = 0;
+  uint64_t peak_rss_bytes = 0;
+  nlohmann::json ToJson() const;
+};
+
+class Engine {
+ public:
+  static std::unique_ptr<Engine> Load(const EngineOptions& opts);
+  ~Engine();
+
+  const ModelConfig& config() const { return cfg_; }
+  const ModelWeights& weights() const { return weights_; }
+  // Null when the model directory has no tokenizer files.
+  const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+  const Tokenizer& RequireTokenizer() const;
+  int threads() const { return pool_->size(); }
+  double load_ms() const { return load_ms_; }
+  // The end-of-sequence ids generation stops on (config, generation_config,
+  // tokenizer).
+  const std::vector<int32_t>& eos_ids() const { return eos_ids_; }
+
+  // Renders messages with the checkpoint's chat template (or `template_text`
+  // when non-empty). Returns false (and leaves *out alone) when there is no
+  // template. `date` fixes strftime_now (YYYY-MM-DD, "" = today).
+  bool RenderChat(const nlohmann::json& messages, bool add_generation_prompt,
+                  const std::string& date, const std::string& template_text,
+                  std::string* out) const;
+
+  GenerateResult Generate(const GenerateRequest& req);
+  // Logits at every position [ids.size(), vocab], feeding `chunk` tokens per
+  // forward call (0 = all at once).
+  std::vector<float> Logits(const std::vector<int32_t>& ids, int64_t chunk = 0);
+  MemoryLedger Memory() const;
+
+ private:
+  Engine() = default;
+  ModelConfig cfg_;
+  ModelWeights weights_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Decoder> decoder_;
+  KVCache cache_;
+  std::vector<int32_t> eos_ids_;
+  double load_ms_ = 0;
+};
+
+}  // namespace bioquant
