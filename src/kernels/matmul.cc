@@ -3,17 +3,14 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/matmul_4bit.h"
+#include "kernels/matmul_int8.h"
+#include "quant/bnb.h"
 #include "quant/formats.h"
 #include "quant/half.h"
 #include "util/error.h"
 
 namespace bioquant {
-namespace {
-
-float ScalarAt(const WeightMatrix& w, int64_t r, int64_t c);
-
-}  // namespace
-
 void MatMul(const WeightMatrix& w, const float* x, int64_t m, float* y,
             ThreadPool* pool) {
   using RowsFn = void (*)(const WeightMatrix&, const float*, int64_t, float*,
@@ -25,8 +22,13 @@ void MatMul(const WeightMatrix& w, const float* x, int64_t m, float* y,
     case WeightFormat::kF16:
       fn = &kernels::MatMulRowsFloat;
       break;
-    default:
-      Fail("matmul: no kernel for weight format {} yet", FormatName(w.format));
+    case WeightFormat::kInt8Row:
+      fn = &kernels::MatMulRowsInt8;
+      break;
+    case WeightFormat::kNF4:
+    case WeightFormat::kFP4:
+      fn = &kernels::MatMulRows4bit;
+      break;
   }
   if (!pool || pool->size() == 1) {
     fn(w, x, m, y, 0, w.rows);
@@ -43,7 +45,7 @@ void MatMul(const WeightMatrix& w, const float* x, int64_t m, float* y,
 void MatMulRef(const WeightMatrix& w, const float* x, int64_t m, float* y) {
   std::vector<float> row(w.cols);
   for (int64_t r = 0; r < w.rows; ++r) {
-    for (int64_t c = 0; c < w.cols; ++c) row[c] = ScalarAt(w, r, c);
+    DequantizeRow(w, r, row.data());
     for (int64_t t = 0; t < m; ++t) {
       double sum = 0;
       for (int64_t c = 0; c < w.cols; ++c) sum += double(row[c]) * x[t * w.cols + c];
@@ -52,21 +54,4 @@ void MatMulRef(const WeightMatrix& w, const float* x, int64_t m, float* y) {
   }
 }
 
-namespace {
-
-float ScalarAt(const WeightMatrix& w, int64_t r, int64_t c) {
-  const int64_t i = r * w.cols + c;
-  switch (w.format) {
-    case WeightFormat::kF32:
-      return static_cast<const float*>(w.data)[i];
-    case WeightFormat::kBF16:
-      return Bf16ToF32(static_cast<const uint16_t*>(w.data)[i]);
-    case WeightFormat::kF16:
-      return F16ToF32(static_cast<const uint16_t*>(w.data)[i]);
-    default:
-      Fail("matmul reference: weight format {} not handled", FormatName(w.format));
-  }
-}
-
-}  // namespace
 }  // namespace bioquant

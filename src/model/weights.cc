@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "quant/bnb.h"
+#include "quant/bnb_checkpoint.h"
 #include "quant/half.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -116,6 +117,51 @@ Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
   return l;
 }
 
+// A Linear of a checkpoint serialized by bitsandbytes: quantized modules are
+// read as stored (bit for bit), skipped modules are plain float tensors.
+Linear LoadPrequantizedLinear(const TensorStore& s, const std::string& name,
+                              int64_t out, int64_t in, bool has_bias,
+                              WeightFormat float_format) {
+  Linear l;
+  l.name = name;
+  if (has_bias) l.bias = SmallF32(s, name + ".bias", {out});
+  const std::optional<WeightFormat> f = DetectBnbWeight(s, name);
+  auto check = [&](int64_t rows, int64_t cols) {
+    if (rows != out || cols != in) {
+      Fail("{}: tensor {}.weight has quantized shape [{}, {}] but config.json "
+           "implies [{}, {}]",
+           s.Get(name + ".weight").file, name, rows, cols, out, in);
+    }
+  };
+  if (!f) {
+    StoreFloat(s.Get(name + ".weight"), float_format, &l.w, &l.storage,
+               &l.resident_bytes);
+    check(l.w.rows, l.w.cols);
+    l.bytes = PackedBytes(l.w.format, out, in) + l.bias.size() * 4;
+    return l;
+  }
+  QuantParams qp;
+  if (*f == WeightFormat::kInt8Row) {
+    auto q = std::make_shared<QuantizedInt8>(ReadBnbInt8(s, name));
+    l.w = q->View();
+    l.storage = q;
+  } else {
+    auto q = std::make_shared<Quantized4bit>(ReadBnb4bit(s, name));
+    if (q->shape.size() != 2) {
+      Fail("{}: {}.weight quant_state shape must be 2-D", s.Get(name + ".weight").file, name);
+    }
+    qp.blocksize = q->blocksize;
+    qp.double_quant = q->double_quant;
+    if (q->double_quant) std::vector<float>().swap(q->absmax);
+    l.w = q->View();
+    l.storage = q;
+  }
+  check(l.w.rows, l.w.cols);
+  l.resident_bytes = PackedBytes(l.w.format, out, in, qp);
+  l.bytes = l.resident_bytes + l.bias.size() * 4;
+  return l;
+}
+
 }  // namespace
 
 void RowToF32(const WeightMatrix& w, int64_t row, float* out) {
@@ -158,13 +204,8 @@ WeightFormat ResolveLinearFormat(const std::string& precision,
 
 ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
                          const PrecisionSpec& precision) {
-  if (!cfg.quantization_config.is_null()) {
-    const std::string method =
-        cfg.quantization_config.value("quant_method", std::string("?"));
-    Fail("{}/config.json: pre-quantized checkpoints (quant_method '{}') are "
-         "not supported by this loader yet",
-         dir, method);
-  }
+  const std::optional<BnbConfig> bnb =
+      ParseBnbQuantizationConfig(cfg.raw, dir + "/config.json");
   ModelWeights m;
   m.store = TensorStore::Open(dir);
   const TensorStore& s = *m.store;
@@ -180,11 +221,21 @@ ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
                  : file_format == WeightFormat::kF16 ? "float16"
                                                       : "float32";
   }
-  const WeightFormat linear = ResolveLinearFormat(precision.name, dtype_name);
+  WeightFormat linear = ResolveLinearFormat(precision.name, dtype_name);
+  if (bnb) {
+    // A pre-quantized checkpoint runs as stored; llm-int8 may emulate
+    // LLM.int8() on an 8-bit one.
+    const WeightFormat stored = bnb->load_in_8bit ? WeightFormat::kInt8Row : bnb->quant_type;
+    if (!precision.name.empty() && linear != stored) {
+      Fail("--precision {}: {} is already quantized as {} (omit --precision)",
+           precision.name, dir, FormatName(stored));
+    }
+    linear = stored;
+  }
   const bool quantized = linear == WeightFormat::kInt8Row ||
                          linear == WeightFormat::kNF4 ||
                          linear == WeightFormat::kFP4;
-  if (quantized && linear != WeightFormat::kInt8Row &&
+  if (!bnb && quantized && linear != WeightFormat::kInt8Row &&
       !IsValidBlocksize(precision.quant.blocksize)) {
     Fail("--blocksize: {} is not supported (32, 64, ..., 4096)",
          precision.quant.blocksize);
@@ -210,7 +261,8 @@ ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
     L.attn_norm = SmallF32(s, p + "input_layernorm.weight", {H});
     L.mlp_norm = SmallF32(s, p + "post_attention_layernorm.weight", {H});
     auto lin = [&](const std::string& n, int64_t out, int64_t in, bool bias) {
-      Linear x = LoadLinear(s, p + n, out, in, bias, linear, precision, side_format);
+      Linear x = bnb ? LoadPrequantizedLinear(s, p + n, out, in, bias, side_format)
+                     : LoadLinear(s, p + n, out, in, bias, linear, precision, side_format);
       m.weights_bytes += x.bytes;
       m.resident_bytes += x.resident_bytes + x.bias.size() * 4;
       return x;

@@ -56,3 +56,38 @@ uint64_t TotalMemoryBytes() {
 }
 
 }  // namespace bioquant
+
+#include <cstdio>
+#include <ctime>
+
+namespace bioquant {
+
+bool ResetPeakRss() {
+  FILE* f = std::fopen("/proc/self/clear_refs", "w");
+  if (!f) return false;
+  const bool ok = std::fputs("5", f) >= 0;
+  return std::fclose(f) == 0 && ok;
+}
+
+uint64_t Fnv1a(const std::string& data, uint64_t h) {
+  for (unsigned char c : data) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+std::string Fnv1aHex(const std::string& data) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx",
+                static_cast<unsigned long long>(Fnv1a(data)));
+  return buf;
+}
+
+std::string UtcNowIso() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace bioquant

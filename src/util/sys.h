@@ -31,3 +31,15 @@ class Stopwatch {
 };
 
 }  // namespace bioquant
+
+namespace bioquant {
+// Resets this process's peak RSS (VmHWM) to the current RSS, so each
+// precision of a study gets its own peak. Returns false where the kernel
+// does not allow it (then peaks are cumulative).
+bool ResetPeakRss();
+// 64-bit FNV-1a, as lower-case hex (fingerprints, prompt hashes).
+std::string Fnv1aHex(const std::string& data);
+uint64_t Fnv1a(const std::string& data, uint64_t h = 1469598103934665603ull);
+// UTC time as ISO-8601 ("2026-11-27T10:46:51Z").
+std::string UtcNowIso();
+}  // namespace bioquant
