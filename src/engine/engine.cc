@@ -144,6 +144,19 @@ std::vector<float> Engine::Logits(const std::vector<int32_t>& ids, int64_t chunk
   return out;
 }
 
+void Engine::Forward(const int32_t* ids, int64_t n, float* last_logits) {
+  decoder_->Forward(ids, n, cache_, last_logits, false);
+}
+
+uint64_t Engine::WeightBytesPerToken() const {
+  uint64_t b = 0;
+  for (const auto& L : weights_.layers) {
+    for (const auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) b += l->bytes;
+  }
+  return b + PackedBytes(weights_.lm_head.w.format, weights_.lm_head.w.rows,
+                         weights_.lm_head.w.cols);
+}
+
 MemoryLedger Engine::Memory() const {
   MemoryLedger m;
   m.weights_bytes = weights_.weights_bytes;

@@ -91,6 +91,14 @@ class Engine {
   std::vector<float> Logits(const std::vector<int32_t>& ids, int64_t chunk = 0);
   MemoryLedger Memory() const;
 
+  // Low-level access for benchmarks: append ids to the engine's KV cache
+  // (logits of the last position into `last_logits` when non-null).
+  void ResetCache() { cache_.Clear(); }
+  void Forward(const int32_t* ids, int64_t n, float* last_logits);
+  // Bytes of weights read to decode one token: every Linear and lm_head
+  // (the embedding row is negligible).
+  uint64_t WeightBytesPerToken() const;
+
  private:
   Engine() = default;
   ModelConfig cfg_;

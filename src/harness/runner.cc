@@ -111,6 +111,12 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
     strategies.push_back(WithContext("--strategies", [&] { return ParseStrategy(s); }));
   }
   if (tasks.empty() || strategies.empty()) Fail("--tasks/--strategies: nothing to run");
+  for (const auto& s : strategies) {
+    if (s.kind == StrategyKind::kSelfConsistency && s.n < 2) {
+      Fail("--strategies: {} votes over one sample; use sc:N with N >= 2 (or cot)",
+           StrategyName(s));
+    }
+  }
   std::unique_ptr<UserTemplate> user_tmpl;
   if (!o.template_file.empty()) {
     user_tmpl = std::make_unique<UserTemplate>(LoadUserTemplate(o.template_file));

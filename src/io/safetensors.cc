@@ -1,6 +1,7 @@
 #include "io/safetensors.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,6 +53,14 @@ size_t DTypeSize(DType t) {
     if (e.t == t) return e.size;
   }
   return 0;
+}
+
+void ReleasePages(const void* p, size_t n) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  // Only whole pages inside [p, p + n): neighbours may still be in use.
+  const uintptr_t b = (a + page - 1) & ~(page - 1), e = (a + n) & ~(page - 1);
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
 }
 
 int64_t TensorView::numel() const {

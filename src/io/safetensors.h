@@ -39,6 +39,11 @@ struct TensorView {
   std::string ShapeString() const;  // "[2048, 5632]"
 };
 
+// Drops the pages of a read-only mapping from this process's RSS (the file
+// stays mapped; touching it again reads it back). Used after a tensor was
+// converted or quantized, so loading at nf4 never holds the f16 model.
+void ReleasePages(const void* p, size_t n);
+
 // One .safetensors file. Validates: header length within the file, JSON,
 // known dtypes, shape x dtype == byte size, offsets inside the data section,
 // no two tensors overlapping, no gaps left unexplained is NOT required.

@@ -20,6 +20,11 @@ void AxpyRef(float a, const float* x, float* y, size_t n);
 // In place: softmax over x[0..n) in f32 with max subtraction.
 void Softmax(float* x, size_t n);
 
+// Runs `iters` rounds of independent f32 FMA chains held in registers and
+// returns the flops done (2 per lane per FMA): the machine's FMA peak when
+// timed (bioquant bench --machine).
+double FmaPeakFlops(int64_t iters);
+
 // out[i] = silu(gate[i]) * up[i]  (SwiGLU)
 void SiluMul(const float* gate, const float* up, float* out, size_t n);
 

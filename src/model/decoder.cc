@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "kernels/matmul.h"
+#include "kernels/matmul_int8.h"
 #include "kernels/ops.h"
 #include "quant/bnb.h"
 #include "util/error.h"
@@ -92,8 +93,19 @@ void Decoder::EnsureScratch(int64_t n) {
 void Decoder::Linear(const bioquant::Linear& l, const float* x, int64_t n,
                      float* y) {
   if (w_.llm_int8 && l.w.format == WeightFormat::kInt8Row) {
-    LlmInt8MatMulRef(x, n, l.w, w_.llm_int8_threshold,
-                     l.bias.empty() ? nullptr : l.bias.data(), y);
+    // Activations quantized once; weight rows split across the pool. Same
+    // bits as the scalar LlmInt8MatMulRef.
+    const Int8Activations a = QuantizeActivationsInt8(x, n, l.w.cols, w_.llm_int8_threshold);
+    const float* bias = l.bias.empty() ? nullptr : l.bias.data();
+    auto rows = [&](size_t b, size_t e, int) {
+      kernels::MatMulRowsLlmInt8(a, l.w, bias, y, static_cast<int64_t>(b),
+                                 static_cast<int64_t>(e));
+    };
+    if (pool_) {
+      pool_->ParallelFor(l.w.rows, rows);
+    } else {
+      rows(0, l.w.rows, 0);
+    }
     return;
   }
   MatMul(l.w, x, n, y, pool_);

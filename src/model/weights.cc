@@ -79,6 +79,7 @@ void StoreFloat(const TensorView& v, WeightFormat target, WeightMatrix* w,
   w->data = buf->data();
   *storage = buf;
   *resident = buf->size() * 2;
+  ReleasePages(v.data, v.nbytes);
 }
 
 Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
@@ -89,11 +90,7 @@ Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
   const TensorView& v = s.Get(name + ".weight");
   CheckShape(v, {out, in});
   if (has_bias) l.bias = SmallF32(s, name + ".bias", {out});
-  bool skip = false;
-  for (const auto& m : p.skip_modules) {
-    if (!m.empty() && name.find(m) != std::string::npos) skip = true;
-  }
-  if (skip) target = float_fallback;
+  if (IsSkippedModule(name, p.skip_modules)) target = float_fallback;
   if (target == WeightFormat::kF32 || target == WeightFormat::kBF16 ||
       target == WeightFormat::kF16) {
     StoreFloat(v, target, &l.w, &l.storage, &l.resident_bytes);
@@ -103,15 +100,17 @@ Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
     l.w = q->View();
     l.storage = q;
     l.resident_bytes = PackedBytes(target, out, in, p.quant);
+    ReleasePages(v.data, v.nbytes);
   } else {
     const std::vector<float> f = ToF32(v);
     auto q = std::make_shared<Quantized4bit>(
         Quantize4bit(f.data(), {out, in}, target, p.quant, v.dtype));
-    // The first-level absmax is only a by-product once double-quantized.
-    if (q->double_quant) std::vector<float>().swap(q->absmax);
     l.w = q->View();
     l.storage = q;
     l.resident_bytes = PackedBytes(target, out, in, p.quant);
+    // The source tensor is no longer needed: keep peak RSS at quantized
+    // weights + one tensor (streaming quantize-on-load).
+    ReleasePages(v.data, v.nbytes);
   }
   l.bytes = PackedBytes(l.w.format, out, in, p.quant) + l.bias.size() * 4;
   return l;
@@ -152,7 +151,6 @@ Linear LoadPrequantizedLinear(const TensorStore& s, const std::string& name,
     }
     qp.blocksize = q->blocksize;
     qp.double_quant = q->double_quant;
-    if (q->double_quant) std::vector<float>().swap(q->absmax);
     l.w = q->View();
     l.storage = q;
   }

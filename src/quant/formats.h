@@ -38,13 +38,15 @@ struct WeightMatrix {
   int64_t rows = 0;
   int64_t cols = 0;
   // f32/bf16/f16: row-major [rows, cols].
-  // int8: int8 row-major [rows, cols]; w[r][c] = q * row_scale[r] / 127.
+  // int8: int8 row-major [rows, cols];
+  //   w[r][c] = f32(f32(q * row_scale[r]) * f32(1/127)) (bnb, two roundings).
   // nf4/fp4: the flattened row-major tensor packed two codes per byte, HIGH
   //   nibble = even flat index, ceil(rows*cols/2) bytes (bnb layout).
   const void* data = nullptr;
   const float* row_scale = nullptr;  // int8: SCB [rows] f32
 
-  // 4-bit statistics. Block b covers flat indices [b*blocksize, (b+1)*blocksize).
+  // 4-bit statistics. Block b covers flat indices [b*blocksize,
+  // (b+1)*blocksize).
   int blocksize = 64;
   const float* code = nullptr;  // [16] value table (nf4 or fp4 quant_map)
   // Plain absmax [nblocks] f32 (no double quant) ...
@@ -57,9 +59,7 @@ struct WeightMatrix {
   float nested_offset = 0.0f;
   int nested_blocksize = 256;
 
-  int64_t nblocks() const {
-    return (rows * cols + blocksize - 1) / blocksize;
-  }
+  int64_t nblocks() const { return (rows * cols + blocksize - 1) / blocksize; }
 };
 
 }  // namespace bioquant

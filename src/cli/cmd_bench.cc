@@ -1,0 +1,86 @@
+// bioquant bench: prefill/decode throughput per precision, mean ± sd, with
+// the decode roofline (bytes of weights per token vs memory bandwidth).
+#include <cstdio>
+
+#include "cli/cli_util.h"
+#include "cli/command.h"
+#include "engine/bench.h"
+
+namespace bioquant::cli {
+namespace {
+
+int RunBenchCommand(int argc, char** argv) {
+  CLI::App app("Prefill and decode tokens/s (mean ± sd) per precision", "bench");
+  std::string model, precisions;
+  int p = 512, n = 128, reps = 5, batch = 1, threads = 0, blocksize = 64;
+  bool machine = false, json = false, no_dq = false;
+  app.add_option("--model", model, "checkpoint directory (optional with --machine)");
+  app.add_option("--precision", precisions, "comma-separated precisions (default: checkpoint dtype)");
+  app.add_option("-p", p, "prompt tokens for the prefill test (0 = skip)")->default_val(512);
+  app.add_option("-n", n, "decoded tokens for the decode test (0 = skip)")->default_val(128);
+  app.add_option("-r", reps, "repetitions after one warm-up")->default_val(5);
+  app.add_option("-b", batch, "sequences decoded together")->default_val(1);
+  app.add_option("--threads", threads, "worker threads (0 = all cores)")->default_val(0);
+  app.add_option("--blocksize", blocksize, "4-bit block size")->default_val(64);
+  app.add_flag("--no-double-quant", no_dq, "4-bit: absmax in f32");
+  app.add_flag("--machine", machine, "measure read bandwidth and FMA peak first");
+  app.add_flag("--json", json, "print one JSON object");
+  if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
+  if (batch != 1) Fail("-b {}: batched decoding is not implemented yet (only -b 1)", batch);
+  if (model.empty() && !machine) Fail("--model is required (or --machine alone)");
+  nlohmann::json out = nlohmann::json::object();
+  MachineLimits lim;
+  if (machine) {
+    lim = MeasureMachine(threads);
+    out["machine"] = {{"read_gb_s", lim.read_gb_s},
+                      {"fma_f32_gflops", lim.fma_f32_gflops},
+                      {"threads", lim.threads}};
+    if (!json) {
+      std::printf("machine: read %.1f GB/s, f32 FMA %.1f GFLOP/s, %d threads\n",
+                  lim.read_gb_s, lim.fma_f32_gflops, lim.threads);
+    }
+  }
+  out["results"] = nlohmann::json::array();
+  if (!model.empty()) {
+    std::vector<std::string> list;
+    std::stringstream ss(precisions);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      if (!item.empty()) list.push_back(item);
+    }
+    if (list.empty()) list.push_back("");
+    if (!json) {
+      std::printf("%-9s %-7s %-6s %14s %14s %10s %8s\n", "precision", "compute", "test",
+                  "t/s", "± sd", "GB/s", "roofline");
+    }
+    for (const auto& prec : list) {
+      EngineOptions eo;
+      eo.model_dir = model;
+      eo.precision.name = prec;
+      eo.precision.quant.blocksize = blocksize;
+      eo.precision.quant.double_quant = !no_dq;
+      eo.threads = threads;
+      auto engine = Engine::Load(eo);
+      const std::string name = engine->weights().precision;
+      for (const auto& r : RunBench(*engine, name, p, n, reps, lim.read_gb_s)) {
+        out["results"].push_back(r.ToJson());
+        if (!json) {
+          std::printf("%-9s %-7s %-6s %14.2f %14.2f %10.2f %8s\n", r.precision.c_str(),
+                      r.compute.c_str(), r.test.c_str(), r.tokens_per_s, r.sd,
+                      r.bandwidth_gb_s,
+                      r.roofline_fraction > 0
+                          ? fmt::format("{:.0f}%", 100 * r.roofline_fraction).c_str()
+                          : "-");
+        }
+      }
+    }
+  }
+  if (json) PrintJson(out);
+  return 0;
+}
+
+BIOQUANT_COMMAND("bench", "prefill/decode tokens/s (mean ± sd), bandwidth, roofline",
+                 RunBenchCommand);
+
+}  // namespace
+}  // namespace bioquant::cli

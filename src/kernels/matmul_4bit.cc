@@ -1,0 +1,261 @@
+// SIMD matmul for 4-bit bnb weights (nf4 and fp4 share everything but the
+// 16-entry code table, which is data, so one translation unit serves both).
+// Compiled once per Highway target (foreach_target), dispatched at run time.
+//
+// Decoding, per 2N weights starting at an even flat index i (N f32 lanes):
+//   N packed bytes -> u32 lanes -> high nibbles (elements i, i+2, ...) and
+//   low nibbles (i+1, i+3, ...) -> 16-entry table lookup (one permute on
+//   AVX-512, two on AVX2, a gather elsewhere) -> times the block's f32 absmax
+//   (one rounding: exactly the reference DequantizeRow value). The
+//   activations are split into even and odd elements to match, so nothing
+//   is interleaved; only the summation order differs from the reference.
+// Fast path when cols % blocksize == 0 (every real model): rows start on a
+// block and byte boundary and no vector straddles two blocks. Otherwise
+// (and on the 1-lane HWY_SCALAR target) each row is dequantized by the
+// scalar reference and then dotted with SIMD.
+#include <algorithm>
+#include <vector>
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/matmul_4bit.cc"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include "kernels/matmul_4bit.h"
+#include "quant/bnb.h"
+#include "util/error.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace bioquant {
+namespace kernels {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+
+// Per-call state shared by all tiles of one row range.
+struct Ctx4 {
+  const uint8_t* packed;  // [ceil(rows*cols/2)] two codes per byte
+  const float* lut;       // [16] code values
+  int64_t cols;
+  int64_t blocksize;  // power of two, multiple of 2N on this path
+  int block_shift;    // log2(blocksize)
+  // Plain absmax [nblocks] f32, or the double-quant statistics.
+  const float* absmax;
+  const uint8_t* qabsmax;
+  const float* nested_code;
+  const float* nested_absmax;
+  float nested_offset;
+  int nested_shift;  // log2(nested_blocksize)
+};
+
+// absmax of block b, reconstructed exactly as BlockAbsmax (quant/bnb.h) but
+// with shifts instead of divisions: it runs once per block and row.
+HWY_INLINE float BlockAmax(const Ctx4& k, int64_t b) {
+  if (k.absmax) return k.absmax[b];
+  const float scaled =
+      k.nested_code[k.qabsmax[b]] * k.nested_absmax[b >> k.nested_shift];
+  return scaled + k.nested_offset;
+}
+
+#if HWY_TARGET != HWY_SCALAR  // 1-lane vectors: per-row fallback only
+
+// f32 value of 16-entry `lut` at each u32 lane of `codes` (all < 16).
+template <class V32>
+HWY_INLINE hn::Vec<DF> Lut16(DF df, const float* lut, V32 codes) {
+  const hn::RebindToSigned<DF> di;
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  // 16 lanes: the whole table is one register.
+  return hn::TableLookupLanes(hn::LoadU(df, lut),
+                              hn::IndicesFromVec(df, hn::BitCast(di, codes)));
+#elif HWY_TARGET == HWY_AVX2
+  // 8 lanes: two half-table permutes, picked by bit 3.
+  const auto low3 =
+      hn::BitCast(di, hn::And(codes, hn::Set(hn::RebindToUnsigned<DF>(), 7u)));
+  const auto idx = hn::IndicesFromVec(df, low3);
+  const auto lo = hn::TableLookupLanes(hn::LoadU(df, lut), idx);
+  const auto hi = hn::TableLookupLanes(hn::LoadU(df, lut + 8), idx);
+  const auto upper =
+      hn::RebindMask(df, hn::Gt(hn::BitCast(di, codes), hn::Set(di, 7)));
+  return hn::IfThenElse(upper, hi, lo);
+#else
+  return hn::GatherIndex(df, lut, hn::BitCast(di, codes));
+#endif
+}
+
+// The 2N weights of W at flat indices [i, i + 2N) (i even, all in one
+// block), scaled by amax, split into the even elements (high nibbles) and
+// the odd ones (low nibbles).
+HWY_INLINE void DecodePair(DF df, const Ctx4& k, int64_t i, hn::Vec<DF> amax,
+                           hn::Vec<DF>* even, hn::Vec<DF>* odd) {
+  const hn::RebindToUnsigned<DF> du32;
+  const hn::Rebind<uint8_t, DF> du8;  // N bytes = 2N codes
+  const auto b = hn::PromoteTo(du32, hn::LoadU(du8, k.packed + i / 2));
+  *even = hn::Mul(Lut16(df, k.lut, hn::ShiftRight<4>(b)), amax);
+  *odd = hn::Mul(Lut16(df, k.lut, hn::And(b, hn::Set(du32, 15u))), amax);
+}
+
+// kR weight rows x kM activation rows, full dot products over cols. The
+// activations are split into even and odd elements to match DecodePair, so
+// no nibble interleaving is needed (a dot product does not care about order).
+template <int kR, int kM>
+HWY_INLINE void Tile(const Ctx4& k, int64_t row, const float* x, int64_t t0,
+                     int64_t wrows, float* y) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t cols = k.cols;
+  hn::Vec<DF> acc[kR][kM];
+  for (int r = 0; r < kR; ++r)
+    for (int t = 0; t < kM; ++t) acc[r][t] = hn::Zero(df);
+  // Block by block (cols and blocksize are multiples of 2N on this path), so
+  // each row's absmax is broadcast once per block.
+  for (int64_t c0 = 0; c0 < cols; c0 += k.blocksize) {
+    hn::Vec<DF> amax[kR];
+    for (int r = 0; r < kR; ++r) {
+      amax[r] =
+          hn::Set(df, BlockAmax(k, ((row + r) * cols + c0) >> k.block_shift));
+    }
+    for (int64_t c = c0; c < c0 + k.blocksize; c += 2 * N) {
+      hn::Vec<DF> xe[kM], xo[kM];
+      for (int t = 0; t < kM; ++t) {
+        const float* xt = x + (t0 + t) * cols + c;
+        const auto lo = hn::LoadU(df, xt);
+        const auto hi = hn::LoadU(df, xt + N);
+        xe[t] = hn::ConcatEven(df, hi, lo);
+        xo[t] = hn::ConcatOdd(df, hi, lo);
+      }
+      for (int r = 0; r < kR; ++r) {
+        hn::Vec<DF> we, wo;
+        DecodePair(df, k, (row + r) * cols + c, amax[r], &we, &wo);
+        for (int t = 0; t < kM; ++t) {
+          acc[r][t] = hn::MulAdd(we, xe[t], acc[r][t]);
+          acc[r][t] = hn::MulAdd(wo, xo[t], acc[r][t]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < kR; ++r) {
+    for (int t = 0; t < kM; ++t) {
+      y[(t0 + t) * wrows + row + r] =
+          hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
+    }
+  }
+}
+
+#endif  // HWY_TARGET != HWY_SCALAR
+
+inline int Log2(int64_t v) {
+  int s = 0;
+  while ((int64_t{1} << s) < v) ++s;
+  return s;
+}
+
+// Dot of one f32 row with every activation row (the slow path).
+void DotRows(const float* wrow, int64_t cols, const float* x, int64_t m,
+             int64_t row, int64_t wrows, float* y) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t t = 0; t < m; ++t) {
+    const float* xt = x + t * cols;
+    auto acc = hn::Zero(df);
+    int64_t c = 0;
+    for (; c + N <= cols; c += N) {
+      acc = hn::MulAdd(hn::LoadU(df, wrow + c), hn::LoadU(df, xt + c), acc);
+    }
+    float sum = hn::GetLane(hn::SumOfLanes(df, acc));
+    for (; c < cols; ++c) sum += wrow[c] * xt[c];
+    y[t * wrows + row] = sum;
+  }
+}
+
+void MatMulRows4bitImpl(const WeightMatrix& w, const float* x, int64_t m,
+                        float* y, int64_t r0, int64_t r1) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t cols = w.cols, bs = w.blocksize;
+  if (r0 >= r1 || m <= 0) return;
+  const bool pow2 =
+      (bs & (bs - 1)) == 0 &&
+      (!w.qabsmax || (w.nested_blocksize > 0 &&
+                      (w.nested_blocksize & (w.nested_blocksize - 1)) == 0));
+  if (cols % bs != 0 || bs % (2 * N) != 0 || N < 2 || !pow2) {
+    std::vector<float> row(cols);
+    for (int64_t r = r0; r < r1; ++r) {
+      DequantizeRow(w, r, row.data());
+      DotRows(row.data(), cols, x, m, r, w.rows, y);
+    }
+    return;
+  }
+#if HWY_TARGET != HWY_SCALAR
+  Ctx4 k;
+  k.packed = static_cast<const uint8_t*>(w.data);
+  k.lut = w.code;
+  k.cols = cols;
+  k.blocksize = bs;
+  k.block_shift = Log2(bs);
+  k.absmax = w.qabsmax ? nullptr : w.absmax;
+  k.qabsmax = w.qabsmax;
+  k.nested_code = w.nested_code;
+  k.nested_absmax = w.nested_absmax;
+  k.nested_offset = w.nested_offset;
+  k.nested_shift = w.qabsmax ? Log2(w.nested_blocksize) : 0;
+  constexpr int64_t kTokenChunk = 64;
+  for (int64_t tc = 0; tc < m; tc += kTokenChunk) {
+    const int64_t te = std::min(m, tc + kTokenChunk);
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+      int64_t t = tc;
+      for (; t + 4 <= te; t += 4) Tile<4, 4>(k, r, x, t, w.rows, y);
+      for (; t < te; ++t) Tile<4, 1>(k, r, x, t, w.rows, y);
+    }
+    for (; r < r1; ++r) {
+      int64_t t = tc;
+      for (; t + 4 <= te; t += 4) Tile<1, 4>(k, r, x, t, w.rows, y);
+      for (; t < te; ++t) Tile<1, 1>(k, r, x, t, w.rows, y);
+    }
+  }
+#endif
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace kernels
+}  // namespace bioquant
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace bioquant {
+namespace kernels {
+
+HWY_EXPORT(MatMulRows4bitImpl);
+
+namespace {
+void Check4bit(const WeightMatrix& w) {
+  if (w.format != WeightFormat::kNF4 && w.format != WeightFormat::kFP4) {
+    Fail("matmul: 4-bit kernel called with weight format {}",
+         FormatName(w.format));
+  }
+  if (w.code == nullptr || (w.absmax == nullptr && w.qabsmax == nullptr)) {
+    Fail("matmul: 4-bit weight without code table or absmax");
+  }
+}
+}  // namespace
+
+void MatMulRows4bit(const WeightMatrix& w, const float* x, int64_t m, float* y,
+                    int64_t r0, int64_t r1) {
+  Check4bit(w);
+  HWY_DYNAMIC_DISPATCH(MatMulRows4bitImpl)(w, x, m, y, r0, r1);
+}
+
+void MatMulRows4bitOnTarget(int target_index, const WeightMatrix& w,
+                            const float* x, int64_t m, float* y, int64_t r0,
+                            int64_t r1) {
+  Check4bit(w);
+  const int64_t target = hwy::SupportedAndGeneratedTargets()[target_index];
+  hwy::SetSupportedTargetsForTest(target);
+  HWY_DYNAMIC_DISPATCH(MatMulRows4bitImpl)(w, x, m, y, r0, r1);
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+}  // namespace kernels
+}  // namespace bioquant
+#endif  // HWY_ONCE
