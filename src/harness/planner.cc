@@ -175,8 +175,12 @@ PrecisionPlan PredictCpu(const PlanModel& m, const PlanOptions& o,
       in_place += stored;
       continue;
     }
-    touched += file_bytes;
-    load_peak = std::max(load_peak, owned + touched + transient + stored);
+    // LoadWeights releases a converted Linear/embedding's checkpoint pages
+    // right after converting it (ReleasePages); norms' and biases' pages
+    // stay mapped.
+    load_peak = std::max(load_peak, owned + touched + file_bytes + transient + stored);
+    const bool released = t.kind == K::kLinear || t.kind == K::kEmbed || t.kind == K::kLmHead;
+    if (!released) touched += file_bytes;
     load_need = std::max(load_need, owned + file_bytes + transient + stored);
     max_transient = std::max(max_transient, transient);
     owned += stored;
@@ -197,10 +201,9 @@ PrecisionPlan PredictCpu(const PlanModel& m, const PlanOptions& o,
   const uint64_t sampler = 8ull * c.vocab_size * B;  // (logit, id) pairs
   const uint64_t activations = scratch + scores + logits + sampler;
 
-  // Everything the checkpoint maps is read at least once (converted at load
-  // time or used in place); the converted tensors' pages stay mapped.
-  const uint64_t mapped = std::max(m.checkpoint_bytes, in_place);
-  const uint64_t reclaimable = mapped - in_place;
+  // Pages of converted tensors that stay mapped: only norms and biases
+  // (Linear and embedding pages are released after conversion).
+  const uint64_t reclaimable = touched;
   // What must be resident to run, and the RSS when memory is plentiful
   // (converted tensors' pages stay mapped). At load time nothing of the
   // inference state exists yet; the baseline is there in both.

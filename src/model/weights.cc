@@ -64,12 +64,13 @@ void StoreFloat(const TensorView& v, WeightFormat target, WeightMatrix* w,
     *resident = 0;
     return;
   }
-  const std::vector<float> f = ToF32(v);
+  std::vector<float> f = ToF32(v);
   if (target == WeightFormat::kF32) {
-    auto buf = std::make_shared<std::vector<float>>(f);
+    auto buf = std::make_shared<std::vector<float>>(std::move(f));
     w->data = buf->data();
     *storage = buf;
     *resident = buf->size() * 4;
+    ReleasePages(v.data, v.nbytes);
     return;
   }
   auto buf = std::make_shared<std::vector<uint16_t>>(f.size());

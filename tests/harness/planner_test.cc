@@ -174,9 +174,17 @@ TEST(PlannerCpuTest, WeightsEqualLoadWeightsLedger) {
         EXPECT_EQ(p.detail["weights_resident"].get<uint64_t>(),
                   w.resident_bytes)
             << what;
-        EXPECT_EQ(
-            p.reclaimable_bytes + p.detail["weights_mapped"].get<uint64_t>(),
-            w.store->MappedBytes())
+        // LoadWeights releases the pages of every converted Linear and
+        // embedding; only norms' and biases' pages (copied to f32) stay.
+        uint64_t small_pages = 0;
+        for (const auto& name : w.store->Names()) {
+          const bool small = name.size() > 5 && (name.ends_with("norm.weight") ||
+                                                  name.ends_with(".bias"));
+          if (small) small_pages += w.store->Get(name).nbytes;
+        }
+        EXPECT_EQ(p.reclaimable_bytes, small_pages) << what;
+        EXPECT_LE(p.detail["weights_mapped"].get<uint64_t>() + small_pages,
+                  w.store->MappedBytes())
             << what;
         ExpectSumsUp(p);
       }
