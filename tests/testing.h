@@ -29,7 +29,8 @@ inline std::string SourceDir() { return BIOQUANT_SOURCE_DIR; }
 inline std::string TempDir(const std::string& tag) {
   namespace fs = std::filesystem;
   const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base ? base : "/tmp") + "/bq_" + tag + "_XXXXXX";
+  std::string tmpl =
+      std::string(base ? base : "/tmp") + "/bq_" + tag + "_XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   if (!mkdtemp(buf.data())) return "";
@@ -45,8 +46,10 @@ struct RunResult {
 inline std::string ShellQuote(const std::string& s) {
   std::string r = "'";
   for (char c : s) {
-    if (c == '\'') r += "'\\''";
-    else r += c;
+    if (c == '\'')
+      r += "'\\''";
+    else
+      r += c;
   }
   return r + "'";
 }
@@ -62,9 +65,11 @@ inline RunResult RunBioquant(const std::vector<std::string>& args) {
   if (!p) return r;
   std::array<char, 4096> buf;
   size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0)
+    r.out.append(buf.data(), n);
   const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.exit_code =
+      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   std::ifstream e(err_file);
   std::stringstream ss;
   ss << e.rdbuf();
@@ -75,9 +80,9 @@ inline RunResult RunBioquant(const std::vector<std::string>& args) {
 }  // namespace bioquant::testing
 
 // Skips the current test when the shared oracles are not present.
-#define BIOQUANT_REQUIRE_SHARED()                                           \
-  do {                                                                      \
-    if (!std::filesystem::exists(::bioquant::testing::SharedDir())) {       \
+#define BIOQUANT_REQUIRE_SHARED()                                            \
+  do {                                                                       \
+    if (!std::filesystem::exists(::bioquant::testing::SharedDir())) {        \
       GTEST_SKIP() << "../shared not found (set BIOQUANT_SHARED); skipping"; \
-    }                                                                       \
+    }                                                                        \
   } while (0)

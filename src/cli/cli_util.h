@@ -45,10 +45,12 @@ struct ModelFlags {
   float llm_int8_threshold = 6.0f;
 
   void Add(CLI::App& app, bool with_precision = true) {
-    app.add_option("--model", model, "Hugging Face checkpoint directory")->required();
+    app.add_option("--model", model, "Hugging Face checkpoint directory")
+        ->required();
     if (with_precision) {
       app.add_option("--precision", precision,
-                     "f32|bf16|f16|int8|llm-int8|nf4|fp4 (default: the checkpoint's dtype)");
+                     "f32|bf16|f16|int8|llm-int8|nf4|fp4 (default: the "
+                     "checkpoint's dtype)");
       app.add_option("--blocksize", blocksize, "4-bit block size (32..4096)")
           ->default_val(64);
       app.add_flag("--no-double-quant", no_double_quant,
@@ -59,7 +61,8 @@ struct ModelFlags {
                      "llm-int8 outlier threshold")
           ->default_val(6.0f);
     }
-    app.add_option("--threads", threads, "worker threads (0 = all cores)")->default_val(0);
+    app.add_option("--threads", threads, "worker threads (0 = all cores)")
+        ->default_val(0);
   }
 
   EngineOptions ToOptions() const {
@@ -92,7 +95,8 @@ inline std::vector<int32_t> ParseIds(const std::string& s, const char* flag) {
     try {
       size_t used = 0;
       long long v = std::stoll(item, &used);
-      if (used != item.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument("");
+      if (used != item.size() || v < 0 || v > INT32_MAX)
+        throw std::invalid_argument("");
       ids.push_back(static_cast<int32_t>(v));
     } catch (const std::exception&) {
       Fail("{}: '{}' is not a token id", flag, item);

@@ -10,24 +10,33 @@ namespace bioquant::cli {
 namespace {
 
 int RunBenchCommand(int argc, char** argv) {
-  CLI::App app("Prefill and decode tokens/s (mean ± sd) per precision", "bench");
+  CLI::App app("Prefill and decode tokens/s (mean ± sd) per precision",
+               "bench");
   std::string model, precisions;
   int p = 512, n = 128, reps = 5, batch = 1, threads = 0, blocksize = 64;
   bool machine = false, json = false, no_dq = false;
-  app.add_option("--model", model, "checkpoint directory (optional with --machine)");
-  app.add_option("--precision", precisions, "comma-separated precisions (default: checkpoint dtype)");
-  app.add_option("-p", p, "prompt tokens for the prefill test (0 = skip)")->default_val(512);
-  app.add_option("-n", n, "decoded tokens for the decode test (0 = skip)")->default_val(128);
+  app.add_option("--model", model,
+                 "checkpoint directory (optional with --machine)");
+  app.add_option("--precision", precisions,
+                 "comma-separated precisions (default: checkpoint dtype)");
+  app.add_option("-p", p, "prompt tokens for the prefill test (0 = skip)")
+      ->default_val(512);
+  app.add_option("-n", n, "decoded tokens for the decode test (0 = skip)")
+      ->default_val(128);
   app.add_option("-r", reps, "repetitions after one warm-up")->default_val(5);
   app.add_option("-b", batch, "sequences decoded together")->default_val(1);
-  app.add_option("--threads", threads, "worker threads (0 = all cores)")->default_val(0);
+  app.add_option("--threads", threads, "worker threads (0 = all cores)")
+      ->default_val(0);
   app.add_option("--blocksize", blocksize, "4-bit block size")->default_val(64);
   app.add_flag("--no-double-quant", no_dq, "4-bit: absmax in f32");
-  app.add_flag("--machine", machine, "measure read bandwidth and FMA peak first");
+  app.add_flag("--machine", machine,
+               "measure read bandwidth and FMA peak first");
   app.add_flag("--json", json, "print one JSON object");
   if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
-  if (batch != 1) Fail("-b {}: batched decoding is not implemented yet (only -b 1)", batch);
-  if (model.empty() && !machine) Fail("--model is required (or --machine alone)");
+  if (batch != 1)
+    Fail("-b {}: batched decoding is not implemented yet (only -b 1)", batch);
+  if (model.empty() && !machine)
+    Fail("--model is required (or --machine alone)");
   nlohmann::json out = nlohmann::json::object();
   MachineLimits lim;
   if (machine) {
@@ -50,8 +59,8 @@ int RunBenchCommand(int argc, char** argv) {
     }
     if (list.empty()) list.push_back("");
     if (!json) {
-      std::printf("%-9s %-7s %-6s %14s %14s %10s %8s\n", "precision", "compute", "test",
-                  "t/s", "± sd", "GB/s", "roofline");
+      std::printf("%-9s %-7s %-6s %14s %14s %10s %8s\n", "precision", "compute",
+                  "test", "t/s", "± sd", "GB/s", "roofline");
     }
     for (const auto& prec : list) {
       EngineOptions eo;
@@ -65,12 +74,13 @@ int RunBenchCommand(int argc, char** argv) {
       for (const auto& r : RunBench(*engine, name, p, n, reps, lim.read_gb_s)) {
         out["results"].push_back(r.ToJson());
         if (!json) {
-          std::printf("%-9s %-7s %-6s %14.2f %14.2f %10.2f %8s\n", r.precision.c_str(),
-                      r.compute.c_str(), r.test.c_str(), r.tokens_per_s, r.sd,
-                      r.bandwidth_gb_s,
-                      r.roofline_fraction > 0
-                          ? fmt::format("{:.0f}%", 100 * r.roofline_fraction).c_str()
-                          : "-");
+          std::printf(
+              "%-9s %-7s %-6s %14.2f %14.2f %10.2f %8s\n", r.precision.c_str(),
+              r.compute.c_str(), r.test.c_str(), r.tokens_per_s, r.sd,
+              r.bandwidth_gb_s,
+              r.roofline_fraction > 0
+                  ? fmt::format("{:.0f}%", 100 * r.roofline_fraction).c_str()
+                  : "-");
         }
       }
     }
@@ -79,7 +89,8 @@ int RunBenchCommand(int argc, char** argv) {
   return 0;
 }
 
-BIOQUANT_COMMAND("bench", "prefill/decode tokens/s (mean ± sd), bandwidth, roofline",
+BIOQUANT_COMMAND("bench",
+                 "prefill/decode tokens/s (mean ± sd), bandwidth, roofline",
                  RunBenchCommand);
 
 }  // namespace

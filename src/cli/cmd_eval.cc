@@ -40,20 +40,27 @@ class ProgressPrinter {
     const bool cell_done = finished >= p.total;
     if (tty_) {
       const int width = 30;
-      const int filled = p.total ? static_cast<int>(width * finished / p.total) : width;
-      std::fprintf(stderr, "\r\033[K%-5s %-12s %-16s [%s%s] %lld/%lld %.2f ex/s ETA %.0fs",
-                   p.precision.c_str(), p.task.c_str(), p.strategy.c_str(),
-                   std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
-                   static_cast<long long>(finished), static_cast<long long>(p.total), rate, eta);
+      const int filled =
+          p.total ? static_cast<int>(width * finished / p.total) : width;
+      std::fprintf(
+          stderr,
+          "\r\033[K%-5s %-12s %-16s [%s%s] %lld/%lld %.2f ex/s ETA %.0fs",
+          p.precision.c_str(), p.task.c_str(), p.strategy.c_str(),
+          std::string(filled, '#').c_str(),
+          std::string(width - filled, '.').c_str(),
+          static_cast<long long>(finished), static_cast<long long>(p.total),
+          rate, eta);
       if (cell_done) std::fprintf(stderr, "\n");
       return;
     }
     if (cell_done || clock_.ElapsedMs() > 10000) {
       clock_.Reset();
-      std::fprintf(stderr, "eval: %s %s %s %lld/%lld (%lld resumed) %.2f ex/s ETA %.0fs\n",
-                   p.precision.c_str(), p.task.c_str(), p.strategy.c_str(),
-                   static_cast<long long>(finished), static_cast<long long>(p.total),
-                   static_cast<long long>(p.skipped), rate, eta);
+      std::fprintf(
+          stderr,
+          "eval: %s %s %s %lld/%lld (%lld resumed) %.2f ex/s ETA %.0fs\n",
+          p.precision.c_str(), p.task.c_str(), p.strategy.c_str(),
+          static_cast<long long>(finished), static_cast<long long>(p.total),
+          static_cast<long long>(p.skipped), rate, eta);
     }
   }
 
@@ -63,39 +70,61 @@ class ProgressPrinter {
 };
 
 int RunEvalCommand(int argc, char** argv) {
-  CLI::App app("Run the study: tasks x strategies x precisions, stored and resumable", "eval");
+  CLI::App app(
+      "Run the study: tasks x strategies x precisions, stored and resumable",
+      "eval");
   EvalOptions o;
-  std::string precisions = "bf16,int8,nf4", tasks = "all", strategies = "zero-shot";
+  std::string precisions = "bf16,int8,nf4", tasks = "all",
+              strategies = "zero-shot";
   std::string skip_modules;
   bool no_double_quant = false, no_chat = false;
   int resamples = 1000;
-  app.add_option("--model", o.model_dir, "Hugging Face checkpoint directory")->required();
+  app.add_option("--model", o.model_dir, "Hugging Face checkpoint directory")
+      ->required();
   app.add_option("--precisions", precisions, "comma-separated precisions")
       ->default_val("bf16,int8,nf4");
-  app.add_option("--tasks", tasks, "all, or comma-separated task ids")->default_val("all");
+  app.add_option("--tasks", tasks, "all, or comma-separated task ids")
+      ->default_val("all");
   app.add_option("--strategies", strategies,
-                 "comma-separated: zero-shot, few-shot:K[:random|bm25|rank], cot, sc:N[:T]")
+                 "comma-separated: zero-shot, few-shot:K[:random|bm25|rank], "
+                 "cot, sc:N[:T]")
       ->default_val("zero-shot");
-  app.add_option("--split", o.split, "test | test_sample200 | dev | train")->default_val("test");
-  app.add_option("--data-dir", o.data_dir, "folder laid out like examples/data")->required();
-  app.add_option("--out", o.out_dir, "run directory (store.sqlite, manifest.json)")->required();
-  app.add_option("--limit", o.limit, "first N examples per task (0 = all)")->default_val(0);
-  app.add_option("--threads", o.threads, "worker threads (0 = all cores)")->default_val(0);
-  app.add_option("--seed", o.seed, "seed for demonstrations and sampling")->default_val(0);
-  app.add_option("--max-new-tokens", o.max_new_tokens, "tokens for direct answers")
+  app.add_option("--split", o.split, "test | test_sample200 | dev | train")
+      ->default_val("test");
+  app.add_option("--data-dir", o.data_dir, "folder laid out like examples/data")
+      ->required();
+  app.add_option("--out", o.out_dir,
+                 "run directory (store.sqlite, manifest.json)")
+      ->required();
+  app.add_option("--limit", o.limit, "first N examples per task (0 = all)")
+      ->default_val(0);
+  app.add_option("--threads", o.threads, "worker threads (0 = all cores)")
+      ->default_val(0);
+  app.add_option("--seed", o.seed, "seed for demonstrations and sampling")
+      ->default_val(0);
+  app.add_option("--max-new-tokens", o.max_new_tokens,
+                 "tokens for direct answers")
       ->default_val(128);
   app.add_option("--max-new-tokens-cot", o.max_new_tokens_cot,
                  "tokens for chain-of-thought / self-consistency")
       ->default_val(384);
-  app.add_flag("--no-chat", no_chat, "plain prompts even when the model has a chat template");
-  app.add_option("--date", o.date, "YYYY-MM-DD for strftime_now in chat templates");
-  app.add_option("--template", o.template_file, "user prompt template with an {Input} slot");
-  app.add_option("--demos", o.demos_file, "few-shot demonstrations file (task's own format)");
-  app.add_option("--ner-style", o.ner_style, "list | inline")->default_val("list");
-  app.add_option("--blocksize", o.quant.blocksize, "4-bit block size")->default_val(64);
-  app.add_flag("--no-double-quant", no_double_quant, "4-bit: absmax kept in f32");
+  app.add_flag("--no-chat", no_chat,
+               "plain prompts even when the model has a chat template");
+  app.add_option("--date", o.date,
+                 "YYYY-MM-DD for strftime_now in chat templates");
+  app.add_option("--template", o.template_file,
+                 "user prompt template with an {Input} slot");
+  app.add_option("--demos", o.demos_file,
+                 "few-shot demonstrations file (task's own format)");
+  app.add_option("--ner-style", o.ner_style, "list | inline")
+      ->default_val("list");
+  app.add_option("--blocksize", o.quant.blocksize, "4-bit block size")
+      ->default_val(64);
+  app.add_flag("--no-double-quant", no_double_quant,
+               "4-bit: absmax kept in f32");
   app.add_option("--skip-modules", skip_modules, "modules kept unquantized");
-  app.add_option("--resamples", resamples, "bootstrap resamples for the summary")
+  app.add_option("--resamples", resamples,
+                 "bootstrap resamples for the summary")
       ->default_val(1000);
   if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
   o.quant.double_quant = !no_double_quant;
@@ -116,11 +145,14 @@ int RunEvalCommand(int argc, char** argv) {
   std::signal(SIGTERM, OnSigint);
   ProgressPrinter printer;
   Stopwatch sw;
-  const EvalSummary s = RunEval(o, g_stop, [&](const EvalProgress& p) { printer(p); });
-  for (const auto& w : s.warnings) std::fprintf(stderr, "eval: warning: %s\n", w.c_str());
+  const EvalSummary s =
+      RunEval(o, g_stop, [&](const EvalProgress& p) { printer(p); });
+  for (const auto& w : s.warnings)
+    std::fprintf(stderr, "eval: warning: %s\n", w.c_str());
   if (s.interrupted) {
     std::fprintf(stderr,
-                 "eval: interrupted after %lld new completions; the store is consistent. "
+                 "eval: interrupted after %lld new completions; the store is "
+                 "consistent. "
                  "Re-run the same command to resume.\n",
                  static_cast<long long>(s.generated));
     return 130;
@@ -130,14 +162,17 @@ int RunEvalCommand(int argc, char** argv) {
   WriteFile(o.out_dir + "/scores.json", scores.dump(2) + "\n");
   WriteSummary(scores, o.out_dir + "/summary.json");
   std::fprintf(stderr,
-               "eval: done in %.1f s: %lld new completions, %lld resumed; scores in %s/scores.json "
+               "eval: done in %.1f s: %lld new completions, %lld resumed; "
+               "scores in %s/scores.json "
                "(bioquant report %s)\n",
                sw.ElapsedMs() / 1000.0, static_cast<long long>(s.generated),
-               static_cast<long long>(s.resumed), o.out_dir.c_str(), o.out_dir.c_str());
+               static_cast<long long>(s.resumed), o.out_dir.c_str(),
+               o.out_dir.c_str());
   return 0;
 }
 
-BIOQUANT_COMMAND("eval", "run the study (tasks x strategies x precisions), resumable",
+BIOQUANT_COMMAND("eval",
+                 "run the study (tasks x strategies x precisions), resumable",
                  RunEvalCommand);
 
 }  // namespace

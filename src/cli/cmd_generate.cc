@@ -1,4 +1,5 @@
-// bioquant generate: text (or ids) in, generated text, ids, timings, memory out.
+// bioquant generate: text (or ids) in, generated text, ids, timings, memory
+// out.
 #include <cstdio>
 #include <iostream>
 
@@ -20,25 +21,33 @@ int RunGenerate(int argc, char** argv) {
   SamplingParams sp;
   std::vector<std::string> stop;
   auto* p1 = app.add_option("--prompt", prompt, "prompt text");
-  auto* p2 = app.add_option("--prompt-ids", prompt_ids, "comma-separated token ids, used verbatim");
+  auto* p2 = app.add_option("--prompt-ids", prompt_ids,
+                            "comma-separated token ids, used verbatim");
   p1->excludes(p2);
-  app.add_flag("--chat", chat, "render the prompt with the model's chat template");
+  app.add_flag("--chat", chat,
+               "render the prompt with the model's chat template");
   app.add_option("--system", system, "system message (with --chat)");
-  app.add_option("--chat-template", chat_template_file, "Jinja file overriding the model's template");
-  app.add_option("--date", date, "YYYY-MM-DD returned by strftime_now in templates");
-  app.add_option("--max-new-tokens", max_new, "tokens to generate")->default_val(128);
-  app.add_option("--temperature", sp.temperature, "0 = greedy")->default_val(0.0f);
+  app.add_option("--chat-template", chat_template_file,
+                 "Jinja file overriding the model's template");
+  app.add_option("--date", date,
+                 "YYYY-MM-DD returned by strftime_now in templates");
+  app.add_option("--max-new-tokens", max_new, "tokens to generate")
+      ->default_val(128);
+  app.add_option("--temperature", sp.temperature, "0 = greedy")
+      ->default_val(0.0f);
   app.add_option("--top-k", sp.top_k, "0 = off")->default_val(0);
   app.add_option("--top-p", sp.top_p, "1 = off")->default_val(1.0f);
   app.add_option("--seed", sp.seed, "sampling seed")->default_val(0);
   app.add_option("--stop", stop, "stop string (repeatable)");
-  app.add_flag("--ignore-eos", ignore_eos, "do not stop at end-of-sequence tokens");
+  app.add_flag("--ignore-eos", ignore_eos,
+               "do not stop at end-of-sequence tokens");
   app.add_flag("--json", json, "print one JSON object");
   if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
   if (prompt_ids.empty() && !app.count("--prompt")) {
     Fail("one of --prompt or --prompt-ids is required");
   }
-  if (!prompt_ids.empty() && chat) Fail("--chat needs --prompt, not --prompt-ids");
+  if (!prompt_ids.empty() && chat)
+    Fail("--chat needs --prompt, not --prompt-ids");
   std::string tmpl;
   if (!chat_template_file.empty()) tmpl = ReadFile(chat_template_file);
 
@@ -52,7 +61,8 @@ int RunGenerate(int argc, char** argv) {
     bool add_special = true;
     if (chat) {
       nlohmann::json messages = nlohmann::json::array();
-      if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
+      if (!system.empty())
+        messages.push_back({{"role", "system"}, {"content", system}});
       messages.push_back({{"role", "user"}, {"content", prompt}});
       std::string rendered;
       if (engine->RenderChat(messages, true, date, tmpl, &rendered)) {
@@ -81,14 +91,15 @@ int RunGenerate(int argc, char** argv) {
   const GenerateResult r = engine->Generate(req);
   if (!json) {
     std::printf("\n");
-    std::fprintf(stderr,
-                 "[%s] prefill %lld tok %.1f tok/s, decode %lld tok %.1f tok/s, "
-                 "finish: %s\n",
-                 engine->weights().precision.c_str(),
-                 static_cast<long long>(r.timings.prefill_tokens),
-                 r.timings.prefill_tokens_per_s(),
-                 static_cast<long long>(r.timings.decode_tokens),
-                 r.timings.decode_tokens_per_s(), r.finish_reason.c_str());
+    std::fprintf(
+        stderr,
+        "[%s] prefill %lld tok %.1f tok/s, decode %lld tok %.1f tok/s, "
+        "finish: %s\n",
+        engine->weights().precision.c_str(),
+        static_cast<long long>(r.timings.prefill_tokens),
+        r.timings.prefill_tokens_per_s(),
+        static_cast<long long>(r.timings.decode_tokens),
+        r.timings.decode_tokens_per_s(), r.finish_reason.c_str());
     return 0;
   }
   const MemoryLedger mem = engine->Memory();
@@ -113,7 +124,8 @@ int RunGenerate(int argc, char** argv) {
   return 0;
 }
 
-BIOQUANT_COMMAND("generate", "generate text (greedy or sampled) with timings and memory",
+BIOQUANT_COMMAND("generate",
+                 "generate text (greedy or sampled) with timings and memory",
                  RunGenerate);
 
 }  // namespace

@@ -11,19 +11,23 @@ namespace bioquant::cli {
 namespace {
 
 int RunInspect(int argc, char** argv) {
-  CLI::App app("Describe a checkpoint: architecture, sizes, dtypes, bytes per precision",
-               "inspect");
+  CLI::App app(
+      "Describe a checkpoint: architecture, sizes, dtypes, bytes per precision",
+      "inspect");
   std::string model;
   bool json = false;
   QuantParams q;
-  app.add_option("--model", model, "Hugging Face checkpoint directory")->required();
-  app.add_option("--blocksize", q.blocksize, "4-bit block size for the byte table")
+  app.add_option("--model", model, "Hugging Face checkpoint directory")
+      ->required();
+  app.add_option("--blocksize", q.blocksize,
+                 "4-bit block size for the byte table")
       ->default_val(64);
   app.add_flag("--json", json, "print one JSON object");
   if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
   const ModelConfig c = LoadModelConfig(model);
   auto store = TensorStore::Open(model);
-  std::map<std::string, std::pair<int64_t, uint64_t>> per_dtype;  // count, bytes
+  std::map<std::string, std::pair<int64_t, uint64_t>>
+      per_dtype;  // count, bytes
   int64_t params = 0;
   for (const auto& name : store->Names()) {
     const TensorView& v = store->Get(name);
@@ -38,14 +42,16 @@ int RunInspect(int argc, char** argv) {
   struct Shape {
     int64_t rows, cols;
   };
-  const std::vector<Shape> linears = {{c.q_dim(), H}, {c.kv_dim(), H}, {c.kv_dim(), H},
-                                      {H, c.q_dim()}, {I, H}, {I, H}, {H, I}};
+  const std::vector<Shape> linears = {
+      {c.q_dim(), H}, {c.kv_dim(), H}, {c.kv_dim(), H}, {H, c.q_dim()},
+      {I, H},         {I, H},          {H, I}};
   nlohmann::json bytes = nlohmann::json::object();
-  const WeightFormat side =
-      c.torch_dtype == "float32" ? WeightFormat::kF32
-      : c.torch_dtype == "float16" ? WeightFormat::kF16 : WeightFormat::kBF16;
-  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kF16,
-                         WeightFormat::kInt8Row, WeightFormat::kNF4, WeightFormat::kFP4}) {
+  const WeightFormat side = c.torch_dtype == "float32"   ? WeightFormat::kF32
+                            : c.torch_dtype == "float16" ? WeightFormat::kF16
+                                                         : WeightFormat::kBF16;
+  for (WeightFormat f :
+       {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kF16,
+        WeightFormat::kInt8Row, WeightFormat::kNF4, WeightFormat::kFP4}) {
     const bool quant = f == WeightFormat::kInt8Row || f == WeightFormat::kNF4 ||
                        f == WeightFormat::kFP4;
     const WeightFormat emb = quant ? side : f;
@@ -70,10 +76,12 @@ int RunInspect(int argc, char** argv) {
       {"vocab_size", c.vocab_size},
       {"max_position_embeddings", c.max_position_embeddings},
       {"rope_theta", c.rope_theta},
-      {"rope_scaling", c.rope_scaling.type == RopeScaling::Type::kLlama3 ? "llama3" : "none"},
+      {"rope_scaling",
+       c.rope_scaling.type == RopeScaling::Type::kLlama3 ? "llama3" : "none"},
       {"tie_word_embeddings", c.tie_word_embeddings},
       {"qkv_bias", c.qkv_bias},
-      {"sliding_window", *std::max_element(c.layer_window.begin(), c.layer_window.end())},
+      {"sliding_window",
+       *std::max_element(c.layer_window.begin(), c.layer_window.end())},
       {"torch_dtype", c.torch_dtype},
       {"parameters", params},
       {"parameters_from_config", c.ParameterCount()},
@@ -91,11 +99,13 @@ int RunInspect(int argc, char** argv) {
     PrintJson(out);
     return 0;
   }
-  std::printf("%s (%s), %lld parameters, %lld layers, hidden %lld, heads %lld/%lld kv\n",
-              c.architecture.c_str(), c.torch_dtype.c_str(),
-              static_cast<long long>(params), static_cast<long long>(c.num_layers),
-              static_cast<long long>(H), static_cast<long long>(c.num_heads),
-              static_cast<long long>(c.num_kv_heads));
+  std::printf(
+      "%s (%s), %lld parameters, %lld layers, hidden %lld, heads %lld/%lld "
+      "kv\n",
+      c.architecture.c_str(), c.torch_dtype.c_str(),
+      static_cast<long long>(params), static_cast<long long>(c.num_layers),
+      static_cast<long long>(H), static_cast<long long>(c.num_heads),
+      static_cast<long long>(c.num_kv_heads));
   for (auto it = bytes.begin(); it != bytes.end(); ++it) {
     std::printf("  %-5s %10.1f MiB\n", it.key().c_str(),
                 it.value().get<uint64_t>() / 1048576.0);
@@ -103,7 +113,8 @@ int RunInspect(int argc, char** argv) {
   return 0;
 }
 
-BIOQUANT_COMMAND("inspect", "architecture, parameter count, dtypes, bytes per precision",
+BIOQUANT_COMMAND("inspect",
+                 "architecture, parameter count, dtypes, bytes per precision",
                  RunInspect);
 
 }  // namespace

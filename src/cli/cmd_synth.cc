@@ -9,8 +9,9 @@ namespace {
 int RunSynth(int argc, char** argv) {
   CLI::App app("Write a synthetic (random-weight) checkpoint", "synth");
   SynthOptions o;
-  app.add_option("--preset", o.preset,
-                 "tiny | qwen2-tiny | mistral-tiny | tinyllama-1.1b | llama3-8b")
+  app.add_option(
+         "--preset", o.preset,
+         "tiny | qwen2-tiny | mistral-tiny | tinyllama-1.1b | llama3-8b")
       ->default_val("tiny");
   app.add_option("--out", o.out_dir, "output directory")->required();
   app.add_option("--dtype", o.dtype, "bf16 | f16 | f32")->default_val("bf16");
@@ -20,12 +21,13 @@ int RunSynth(int argc, char** argv) {
   if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
   const int64_t params = WriteSyntheticCheckpoint(o);
   std::fprintf(stderr, "bioquant synth: wrote %s (%s, %lld parameters, %s)\n",
-               o.out_dir.c_str(), o.preset.c_str(), static_cast<long long>(params),
-               o.dtype.c_str());
+               o.out_dir.c_str(), o.preset.c_str(),
+               static_cast<long long>(params), o.dtype.c_str());
   return 0;
 }
 
-BIOQUANT_COMMAND("synth", "write a random-weight checkpoint (tests, demos, benchmarks)",
+BIOQUANT_COMMAND("synth",
+                 "write a random-weight checkpoint (tests, demos, benchmarks)",
                  RunSynth);
 
 }  // namespace

@@ -29,6 +29,6 @@ struct CommandRegistrar {
 
 #define BQ_CONCAT_INNER(a, b) a##b
 #define BQ_CONCAT(a, b) BQ_CONCAT_INNER(a, b)
-#define BIOQUANT_COMMAND(name, help, fn)                                   \
+#define BIOQUANT_COMMAND(name, help, fn)                                       \
   static ::bioquant::cli::CommandRegistrar BQ_CONCAT(bq_registrar_, __LINE__)( \
       name, help, fn)

@@ -36,7 +36,8 @@ void PrintUsage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") ||
+      !std::strcmp(argv[1], "-h")) {
     PrintUsage();
     return argc < 2 ? 2 : 0;
   }
@@ -60,7 +61,8 @@ int main(int argc, char** argv) {
       return 3;
     }
   }
-  std::fprintf(stderr, "bioquant: error: unknown command '%s' (see bioquant --help)\n",
+  std::fprintf(stderr,
+               "bioquant: error: unknown command '%s' (see bioquant --help)\n",
                argv[1]);
   return 2;
 }

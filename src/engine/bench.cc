@@ -69,8 +69,9 @@ MachineLimits MeasureMachine(int threads) {
   return m;
 }
 
-std::vector<BenchResult> RunBench(Engine& engine, const std::string& precision, int p,
-                                  int n, int reps, double machine_read_gb_s) {
+std::vector<BenchResult> RunBench(Engine& engine, const std::string& precision,
+                                  int p, int n, int reps,
+                                  double machine_read_gb_s) {
   if (p < 0 || n < 0 || reps < 1) Fail("bench: -p/-n must be >= 0 and -r >= 1");
   const int64_t V = engine.config().vocab_size;
   std::mt19937 rng(1);
@@ -104,7 +105,8 @@ std::vector<BenchResult> RunBench(Engine& engine, const std::string& precision, 
       Stopwatch sw;
       for (int i = 0; i < n; ++i) {
         engine.Forward(&t, 1, logits.data());
-        t = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        t = static_cast<int32_t>(
+            std::max_element(logits.begin(), logits.end()) - logits.begin());
       }
       const double tps = n * 1000.0 / sw.ElapsedMs();
       if (rep >= 0) r.runs.push_back(tps);
@@ -112,7 +114,8 @@ std::vector<BenchResult> RunBench(Engine& engine, const std::string& precision, 
     MeanSd(r.runs, &r.tokens_per_s, &r.sd);
     r.weight_bytes_per_token = engine.WeightBytesPerToken();
     r.bandwidth_gb_s = r.weight_bytes_per_token * r.tokens_per_s / 1e9;
-    if (machine_read_gb_s > 0) r.roofline_fraction = r.bandwidth_gb_s / machine_read_gb_s;
+    if (machine_read_gb_s > 0)
+      r.roofline_fraction = r.bandwidth_gb_s / machine_read_gb_s;
     out.push_back(r);
   }
   return out;

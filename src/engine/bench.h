@@ -14,8 +14,8 @@ namespace bioquant {
 class Engine;
 
 struct MachineLimits {
-  double read_gb_s = 0;        // streaming read bandwidth, all threads
-  double fma_f32_gflops = 0;   // f32 FMA peak, all threads
+  double read_gb_s = 0;       // streaming read bandwidth, all threads
+  double fma_f32_gflops = 0;  // f32 FMA peak, all threads
   int threads = 0;
 };
 
@@ -38,6 +38,7 @@ struct BenchResult {
 // each after one warm-up; `machine_read_gb_s` (0 = unknown) gives the
 // roofline fraction.
 std::vector<BenchResult> RunBench(Engine& engine, const std::string& precision,
-                                  int p, int n, int reps, double machine_read_gb_s);
+                                  int p, int n, int reps,
+                                  double machine_read_gb_s);
 
 }  // namespace bioquant

@@ -91,13 +91,15 @@ GenerateResult Engine::Generate(const GenerateRequest& req) {
   res.timings.prefill_ms = sw.ElapsedMs();
   res.timings.prefill_tokens = static_cast<int64_t>(req.prompt_ids.size());
   std::unique_ptr<Tokenizer::StreamDecoder> stream;
-  if (tokenizer_) stream = std::make_unique<Tokenizer::StreamDecoder>(*tokenizer_, true);
+  if (tokenizer_)
+    stream = std::make_unique<Tokenizer::StreamDecoder>(*tokenizer_, true);
   res.finish_reason = "length";
   sw.Reset();
   for (int i = 0; i < req.max_new_tokens; ++i) {
     const int32_t next = sampler.Sample(logits.data(), V);
     res.output_ids.push_back(next);
-    const bool is_eos = std::find(eos_ids_.begin(), eos_ids_.end(), next) != eos_ids_.end();
+    const bool is_eos =
+        std::find(eos_ids_.begin(), eos_ids_.end(), next) != eos_ids_.end();
     if (is_eos && !req.ignore_eos) {
       res.finish_reason = "eos";
       break;
@@ -131,7 +133,8 @@ GenerateResult Engine::Generate(const GenerateRequest& req) {
   return res;
 }
 
-std::vector<float> Engine::Logits(const std::vector<int32_t>& ids, int64_t chunk) {
+std::vector<float> Engine::Logits(const std::vector<int32_t>& ids,
+                                  int64_t chunk) {
   const int64_t V = cfg_.vocab_size, n = static_cast<int64_t>(ids.size());
   if (n == 0) Fail("logits: no input ids");
   if (chunk <= 0) chunk = n;
@@ -151,7 +154,8 @@ void Engine::Forward(const int32_t* ids, int64_t n, float* last_logits) {
 uint64_t Engine::WeightBytesPerToken() const {
   uint64_t b = 0;
   for (const auto& L : weights_.layers) {
-    for (const auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) b += l->bytes;
+    for (const auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+      b += l->bytes;
   }
   return b + PackedBytes(weights_.lm_head.w.format, weights_.lm_head.w.rows,
                          weights_.lm_head.w.cols);
@@ -161,7 +165,9 @@ MemoryLedger Engine::Memory() const {
   MemoryLedger m;
   m.weights_bytes = weights_.weights_bytes;
   m.weights_resident_bytes = weights_.resident_bytes;
-  m.weights_mapped_bytes = weights_.weights_bytes - std::min(weights_.weights_bytes, weights_.resident_bytes);
+  m.weights_mapped_bytes =
+      weights_.weights_bytes -
+      std::min(weights_.weights_bytes, weights_.resident_bytes);
   m.kv_cache_bytes = cache_.Bytes();
   m.scratch_bytes = decoder_->ScratchBytes();
   m.peak_rss_bytes = PeakRssBytes();

@@ -46,9 +46,10 @@ struct Timings {
 };
 
 struct GenerateResult {
-  std::vector<int32_t> output_ids;  // generated only (an EOS that ended it included)
-  std::string text;                 // generated only, special tokens skipped
-  std::string finish_reason;        // "eos", "stop", "length", "callback"
+  std::vector<int32_t>
+      output_ids;             // generated only (an EOS that ended it included)
+  std::string text;           // generated only, special tokens skipped
+  std::string finish_reason;  // "eos", "stop", "length", "callback"
   Timings timings;
 };
 

@@ -45,7 +45,8 @@ const Preset& FindPreset(const std::string& name) {
     if (name == p.name) return p;
   }
   std::string known;
-  for (const auto& p : kPresets) known += std::string(known.empty() ? "" : ", ") + p.name;
+  for (const auto& p : kPresets)
+    known += std::string(known.empty() ? "" : ", ") + p.name;
   Fail("--preset: unknown preset '{}' (known: {})", name, known);
 }
 
@@ -97,8 +98,8 @@ constexpr const char* kCorpus =
     "virus were discussed in the article about the epidemic of the disease.";
 
 struct BpeTokenizer {
-  std::vector<std::string> vocab;        // id -> token string (byte-level chars)
-  std::vector<std::string> merges;       // "a b"
+  std::vector<std::string> vocab;   // id -> token string (byte-level chars)
+  std::vector<std::string> merges;  // "a b"
 };
 
 // Learns `num_merges` byte-level BPE merges from kCorpus (GPT-2 style: words
@@ -112,7 +113,8 @@ BpeTokenizer TrainTokenizer(int num_merges) {
   size_t i = 0;
   while (i < text.size()) {
     size_t j = i + 1;
-    while (j < text.size() && std::isalpha(static_cast<unsigned char>(text[j]))) ++j;
+    while (j < text.size() && std::isalpha(static_cast<unsigned char>(text[j])))
+      ++j;
     std::vector<std::string> w;
     for (size_t k = i; k < j; ++k) w.push_back(tok::ByteToUnicode(text[k]));
     words[w]++;
@@ -160,8 +162,11 @@ constexpr const char* kChatTemplate =
 void WriteTokenizer(const std::string& dir, int64_t vocab_size, int32_t* bos,
                     std::vector<int32_t>* eos) {
   const int kSpecials = 5;
-  const int max_merges = static_cast<int>(std::min<int64_t>(vocab_size - 256 - kSpecials, 400));
-  if (max_merges < 0) Fail("synth: vocab_size {} is too small for a byte-level tokenizer", vocab_size);
+  const int max_merges =
+      static_cast<int>(std::min<int64_t>(vocab_size - 256 - kSpecials, 400));
+  if (max_merges < 0)
+    Fail("synth: vocab_size {} is too small for a byte-level tokenizer",
+         vocab_size);
   BpeTokenizer t = TrainTokenizer(max_merges);
   nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
   for (size_t id = 0; id < t.vocab.size(); ++id) {
@@ -174,9 +179,13 @@ void WriteTokenizer(const std::string& dir, int64_t vocab_size, int32_t* bos,
   // Special tokens take the top ids of the vocabulary, as Llama-3 does.
   const int32_t first_special = static_cast<int32_t>(vocab_size - kSpecials);
   for (int k = 0; k < kSpecials; ++k) {
-    added.push_back({{"id", first_special + k}, {"content", specials[k]},
-                     {"single_word", false}, {"lstrip", false}, {"rstrip", false},
-                     {"normalized", false}, {"special", true}});
+    added.push_back({{"id", first_special + k},
+                     {"content", specials[k]},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
   }
   *bos = first_special;
   *eos = {first_special + 1, first_special + 4};
@@ -187,35 +196,49 @@ void WriteTokenizer(const std::string& dir, int64_t vocab_size, int32_t* bos,
       {"added_tokens", added},
       {"normalizer", nullptr},
       {"pre_tokenizer",
-       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
+       {{"type", "ByteLevel"},
+        {"add_prefix_space", false},
+        {"trim_offsets", true},
         {"use_regex", true}}},
       {"post_processor",
        {{"type", "TemplateProcessing"},
-        {"single", {{{"SpecialToken", {{"id", specials[0]}, {"type_id", 0}}}},
-                    {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-        {"pair", {{{"SpecialToken", {{"id", specials[0]}, {"type_id", 0}}}},
-                  {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
-                  {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
+        {"single",
+         {{{"SpecialToken", {{"id", specials[0]}, {"type_id", 0}}}},
+          {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+        {"pair",
+         {{{"SpecialToken", {{"id", specials[0]}, {"type_id", 0}}}},
+          {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+          {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
         {"special_tokens",
-         {{specials[0], {{"id", specials[0]}, {"ids", {first_special}}, {"tokens", {specials[0]}}}}}}}},
+         {{specials[0],
+           {{"id", specials[0]},
+            {"ids", {first_special}},
+            {"tokens", {specials[0]}}}}}}}},
       {"decoder",
-       {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true},
+       {{"type", "ByteLevel"},
+        {"add_prefix_space", true},
+        {"trim_offsets", true},
         {"use_regex", true}}},
       {"model",
-       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
-        {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr},
-        {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-        {"vocab", vocab}, {"merges", t.merges}}}};
+       {{"type", "BPE"},
+        {"dropout", nullptr},
+        {"unk_token", nullptr},
+        {"continuing_subword_prefix", nullptr},
+        {"end_of_word_suffix", nullptr},
+        {"fuse_unk", false},
+        {"byte_fallback", false},
+        {"ignore_merges", false},
+        {"vocab", vocab},
+        {"merges", t.merges}}}};
   WriteFile(dir + "/tokenizer.json", tj.dump(2));
-  nlohmann::ordered_json cfg = {
-      {"add_bos_token", true},
-      {"add_eos_token", false},
-      {"bos_token", specials[0]},
-      {"eos_token", specials[4]},
-      {"chat_template", kChatTemplate},
-      {"model_max_length", 4096},
-      {"tokenizer_class", "PreTrainedTokenizerFast"},
-      {"clean_up_tokenization_spaces", false}};
+  nlohmann::ordered_json cfg = {{"add_bos_token", true},
+                                {"add_eos_token", false},
+                                {"bos_token", specials[0]},
+                                {"eos_token", specials[4]},
+                                {"chat_template", kChatTemplate},
+                                {"model_max_length", 4096},
+                                {"tokenizer_class", "PreTrainedTokenizerFast"},
+                                {"clean_up_tokenization_spaces", false}};
   WriteFile(dir + "/tokenizer_config.json", cfg.dump(2));
 }
 
@@ -263,15 +286,22 @@ int64_t WriteSyntheticCheckpoint(const SynthOptions& o) {
   for (int64_t l = 0; l < p.layers; ++l) {
     const std::string pre = "model.layers." + std::to_string(l) + ".";
     tensors.push_back({pre + "input_layernorm.weight", {H}, 1.0, 0.1});
-    tensors.push_back({pre + "self_attn.q_proj.weight", {p.heads * D, H}, 0, o.init_std});
-    tensors.push_back({pre + "self_attn.k_proj.weight", {p.kv_heads * D, H}, 0, o.init_std});
-    tensors.push_back({pre + "self_attn.v_proj.weight", {p.kv_heads * D, H}, 0, o.init_std});
+    tensors.push_back(
+        {pre + "self_attn.q_proj.weight", {p.heads * D, H}, 0, o.init_std});
+    tensors.push_back(
+        {pre + "self_attn.k_proj.weight", {p.kv_heads * D, H}, 0, o.init_std});
+    tensors.push_back(
+        {pre + "self_attn.v_proj.weight", {p.kv_heads * D, H}, 0, o.init_std});
     if (qwen) {
-      tensors.push_back({pre + "self_attn.q_proj.bias", {p.heads * D}, 0, o.init_std});
-      tensors.push_back({pre + "self_attn.k_proj.bias", {p.kv_heads * D}, 0, o.init_std});
-      tensors.push_back({pre + "self_attn.v_proj.bias", {p.kv_heads * D}, 0, o.init_std});
+      tensors.push_back(
+          {pre + "self_attn.q_proj.bias", {p.heads * D}, 0, o.init_std});
+      tensors.push_back(
+          {pre + "self_attn.k_proj.bias", {p.kv_heads * D}, 0, o.init_std});
+      tensors.push_back(
+          {pre + "self_attn.v_proj.bias", {p.kv_heads * D}, 0, o.init_std});
     }
-    tensors.push_back({pre + "self_attn.o_proj.weight", {H, p.heads * D}, 0, o.init_std});
+    tensors.push_back(
+        {pre + "self_attn.o_proj.weight", {H, p.heads * D}, 0, o.init_std});
     tensors.push_back({pre + "post_attention_layernorm.weight", {H}, 1.0, 0.1});
     tensors.push_back({pre + "mlp.gate_proj.weight", {I, H}, 0, o.init_std});
     tensors.push_back({pre + "mlp.up_proj.weight", {I, H}, 0, o.init_std});
@@ -301,14 +331,15 @@ int64_t WriteSyntheticCheckpoint(const SynthOptions& o) {
   for (size_t s = 0; s < shards.size(); ++s) {
     const std::string file =
         shards.size() == 1 ? "model.safetensors"
-                           : fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1,
-                                         shards.size());
+                           : fmt::format("model-{:05d}-of-{:05d}.safetensors",
+                                         s + 1, shards.size());
     std::vector<SafetensorsStreamWriter::Decl> decls;
     for (const T* t : shards[s]) {
       decls.push_back({t->name, dtype, t->shape});
       weight_map[t->name] = file;
     }
-    SafetensorsStreamWriter w(o.out_dir + "/" + file, decls, {{"format", "pt"}});
+    SafetensorsStreamWriter w(o.out_dir + "/" + file, decls,
+                              {{"format", "pt"}});
     std::vector<float> f;
     std::vector<uint16_t> h;
     for (const T* t : shards[s]) {
@@ -355,10 +386,13 @@ int64_t WriteSyntheticCheckpoint(const SynthOptions& o) {
       {"bioquant_synthetic",
        {{"preset", p.name},
         {"seed", o.seed},
-        {"note", "random weights written by `bioquant synth`; outputs mean nothing"}}}};
+        {"note",
+         "random weights written by `bioquant synth`; outputs mean nothing"}}}};
   if (p.llama3_rope) {
-    cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0},
-                           {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+    cfg["rope_scaling"] = {{"rope_type", "llama3"},
+                           {"factor", 8.0},
+                           {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0},
                            {"original_max_position_embeddings", 8192}};
   } else {
     cfg["rope_scaling"] = nullptr;
@@ -366,8 +400,8 @@ int64_t WriteSyntheticCheckpoint(const SynthOptions& o) {
   if (p.sliding_window > 0) cfg["sliding_window"] = p.sliding_window;
   if (qwen) cfg["use_sliding_window"] = false;
   WriteFile(o.out_dir + "/config.json", cfg.dump(2));
-  nlohmann::ordered_json gen = {{"bos_token_id", bos}, {"eos_token_id", eos},
-                                {"do_sample", false}};
+  nlohmann::ordered_json gen = {
+      {"bos_token_id", bos}, {"eos_token_id", eos}, {"do_sample", false}};
   WriteFile(o.out_dir + "/generation_config.json", gen.dump(2));
   return params;
 }

@@ -11,11 +11,12 @@
 namespace bioquant {
 
 struct SynthOptions {
-  std::string preset = "tiny";  // tiny | tinyllama-1.1b | llama3-8b | qwen2-tiny | mistral-tiny
+  std::string preset =
+      "tiny";  // tiny | tinyllama-1.1b | llama3-8b | qwen2-tiny | mistral-tiny
   std::string out_dir;
   std::string dtype = "bf16";  // bf16 | f16 | f32
   uint64_t seed = 0;
-  double init_std = 0.02;          // N(0, std) for matrices
+  double init_std = 0.02;             // N(0, std) for matrices
   uint64_t shard_bytes = 4ull << 30;  // shard above this size
 };
 

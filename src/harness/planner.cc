@@ -178,8 +178,10 @@ PrecisionPlan PredictCpu(const PlanModel& m, const PlanOptions& o,
     // LoadWeights releases a converted Linear/embedding's checkpoint pages
     // right after converting it (ReleasePages); norms' and biases' pages
     // stay mapped.
-    load_peak = std::max(load_peak, owned + touched + file_bytes + transient + stored);
-    const bool released = t.kind == K::kLinear || t.kind == K::kEmbed || t.kind == K::kLmHead;
+    load_peak =
+        std::max(load_peak, owned + touched + file_bytes + transient + stored);
+    const bool released =
+        t.kind == K::kLinear || t.kind == K::kEmbed || t.kind == K::kLmHead;
     if (!released) touched += file_bytes;
     load_need = std::max(load_need, owned + file_bytes + transient + stored);
     max_transient = std::max(max_transient, transient);

@@ -24,7 +24,8 @@ namespace {
 constexpr char kDefaultDate[] = "2025-01-01";
 
 nlohmann::json GoldJson(const TaskInfo& task, const Example& ex) {
-  if (task.type == TaskType::kNer) return {{"tokens", ex.tokens}, {"tags", ex.tags}};
+  if (task.type == TaskType::kNer)
+    return {{"tokens", ex.tokens}, {"tags", ex.tags}};
   if (task.type == TaskType::kQa && IsLetterQa(task)) {
     return {{"labels", ex.gold}, {"options", ex.options}};
   }
@@ -45,25 +46,24 @@ std::string ComputeName(const ModelWeights& w) {
 
 void WriteManifest(const EvalOptions& o, const std::string& fingerprint,
                    const nlohmann::json& config) {
-  nlohmann::json m = {
-      {"tool", "bioquant"},
-      {"version", BIOQUANT_VERSION},
-      {"git_revision", BIOQUANT_GIT_REV},
-      {"created_at", UtcNowIso()},
-      {"model", o.model_dir},
-      {"model_fingerprint", fingerprint},
-      {"config", config},
-      {"run",
-       {{"precisions", o.precisions},
-        {"tasks", o.tasks},
-        {"strategies", o.strategies},
-        {"limit", o.limit},
-        {"threads", o.threads},
-        {"batch", 1}}},
-      {"machine",
-       {{"cpu", CpuModelName()},
-        {"logical_cores", LogicalCores()},
-        {"memory_bytes", TotalMemoryBytes()}}}};
+  nlohmann::json m = {{"tool", "bioquant"},
+                      {"version", BIOQUANT_VERSION},
+                      {"git_revision", BIOQUANT_GIT_REV},
+                      {"created_at", UtcNowIso()},
+                      {"model", o.model_dir},
+                      {"model_fingerprint", fingerprint},
+                      {"config", config},
+                      {"run",
+                       {{"precisions", o.precisions},
+                        {"tasks", o.tasks},
+                        {"strategies", o.strategies},
+                        {"limit", o.limit},
+                        {"threads", o.threads},
+                        {"batch", 1}}},
+                      {"machine",
+                       {{"cpu", CpuModelName()},
+                        {"logical_cores", LogicalCores()},
+                        {"memory_bytes", TotalMemoryBytes()}}}};
   WriteFile(o.out_dir + "/manifest.json", m.dump(2) + "\n");
 }
 
@@ -76,7 +76,8 @@ nlohmann::json EvalConfigJson(const EvalOptions& o) {
           {"max_new_tokens_cot", o.max_new_tokens_cot},
           {"chat", o.chat},
           {"date", o.date.empty() ? kDefaultDate : o.date},
-          {"template_file", o.template_file.empty() ? "" : Fnv1aHex(ReadFile(o.template_file))},
+          {"template_file",
+           o.template_file.empty() ? "" : Fnv1aHex(ReadFile(o.template_file))},
           {"demos_file", o.demos_file},
           {"ner_style", o.ner_style},
           {"blocksize", o.quant.blocksize},
@@ -89,7 +90,8 @@ std::string ModelFingerprint(const std::string& model_dir) {
   auto store = TensorStore::Open(model_dir);
   for (const auto& f : store->files()) h = Fnv1a(f->header_json(), h);
   char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  std::snprintf(buf, sizeof(buf), "%016llx",
+                static_cast<unsigned long long>(h));
   return buf;
 }
 
@@ -97,7 +99,8 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
                     const std::function<void(const EvalProgress&)>& progress) {
   // Validate everything before the store is touched.
   if (o.model_dir.empty()) Fail("--model is required");
-  if (!IsDirectory(o.model_dir)) Fail("--model: {}: model directory not found", o.model_dir);
+  if (!IsDirectory(o.model_dir))
+    Fail("--model: {}: model directory not found", o.model_dir);
   if (o.data_dir.empty() || !IsDirectory(o.data_dir)) {
     Fail("--data-dir: '{}' is not a directory", o.data_dir);
   }
@@ -108,24 +111,30 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
   for (const auto& t : o.tasks) tasks.push_back(&FindTask(t));
   std::vector<StrategySpec> strategies;
   for (const auto& s : o.strategies) {
-    strategies.push_back(WithContext("--strategies", [&] { return ParseStrategy(s); }));
+    strategies.push_back(
+        WithContext("--strategies", [&] { return ParseStrategy(s); }));
   }
-  if (tasks.empty() || strategies.empty()) Fail("--tasks/--strategies: nothing to run");
+  if (tasks.empty() || strategies.empty())
+    Fail("--tasks/--strategies: nothing to run");
   for (const auto& s : strategies) {
     if (s.kind == StrategyKind::kSelfConsistency && s.n < 2) {
-      Fail("--strategies: {} votes over one sample; use sc:N with N >= 2 (or cot)",
-           StrategyName(s));
+      Fail(
+          "--strategies: {} votes over one sample; use sc:N with N >= 2 (or "
+          "cot)",
+          StrategyName(s));
     }
   }
   std::unique_ptr<UserTemplate> user_tmpl;
   if (!o.template_file.empty()) {
-    user_tmpl = std::make_unique<UserTemplate>(LoadUserTemplate(o.template_file));
+    user_tmpl =
+        std::make_unique<UserTemplate>(LoadUserTemplate(o.template_file));
   }
   // Data first (a missing file fails before any model is loaded).
   std::map<std::string, std::vector<Example>> data;
   for (const TaskInfo* t : tasks) {
     auto ex = LoadSplit(o.data_dir, t->id, o.split);
-    if (o.limit > 0 && static_cast<int64_t>(ex.size()) > o.limit) ex.resize(o.limit);
+    if (o.limit > 0 && static_cast<int64_t>(ex.size()) > o.limit)
+      ex.resize(o.limit);
     data[t->id] = std::move(ex);
   }
   const ModelConfig probe = LoadModelConfig(o.model_dir);
@@ -133,7 +142,8 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
   const std::string fingerprint = ModelFingerprint(o.model_dir);
   const nlohmann::json config = EvalConfigJson(o);
   ::mkdir(o.out_dir.c_str(), 0755);
-  if (!IsDirectory(o.out_dir)) Fail("--out: cannot create directory {}", o.out_dir);
+  if (!IsDirectory(o.out_dir))
+    Fail("--out: cannot create directory {}", o.out_dir);
   auto store = RunStore::Open(o.out_dir, fingerprint, config, true);
   WriteManifest(o, fingerprint, config);
 
@@ -167,9 +177,13 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
         for (const auto& ex : examples) {
           if (!done.count(ex.id)) todo.push_back(&ex);
         }
-        EvalProgress pr{precision, task->id, sname, 0,
+        EvalProgress pr{precision,
+                        task->id,
+                        sname,
+                        0,
                         static_cast<int64_t>(examples.size() - todo.size()),
-                        static_cast<int64_t>(examples.size()), 0};
+                        static_cast<int64_t>(examples.size()),
+                        0};
         summary.resumed += pr.skipped;
         if (todo.empty()) {
           progress(pr);
@@ -182,10 +196,12 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
             pool = LoadDemoPool(o.data_dir, *task, o.demos_file, spec);
             if (spec.selection == DemoSelection::kRank) {
               rank = std::make_unique<RankFile>(
-                  RankFile::Load(o.data_dir + "/" + task->id + "/fewshot_similarity_rank.json"));
+                  RankFile::Load(o.data_dir + "/" + task->id +
+                                 "/fewshot_similarity_rank.json"));
             }
           } catch (const Error& e) {
-            summary.warnings.push_back(fmt::format("{} {}: skipped: {}", task->id, sname, e.what()));
+            summary.warnings.push_back(
+                fmt::format("{} {}: skipped: {}", task->id, sname, e.what()));
             continue;
           }
         }
@@ -206,15 +222,16 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
           if (spec.kind == StrategyKind::kFewShot) {
             demos = SelectDemos(*task, spec, *ex, pool, o.seed, rank.get());
           }
-          const Prompt prompt = user_tmpl
-                                    ? BuildPromptFromTemplate(*user_tmpl, *task, *ex, demos)
-                                    : BuildPrompt(*task, *ex, spec, demos);
+          const Prompt prompt =
+              user_tmpl ? BuildPromptFromTemplate(*user_tmpl, *task, *ex, demos)
+                        : BuildPrompt(*task, *ex, spec, demos);
           std::string text = prompt.text;
           bool add_special = true;
           if (use_chat) {
             nlohmann::json messages = nlohmann::json::array();
             if (!prompt.system.empty()) {
-              messages.push_back({{"role", "system"}, {"content", prompt.system}});
+              messages.push_back(
+                  {{"role", "system"}, {"content", prompt.system}});
             }
             messages.push_back({{"role", "user"}, {"content", prompt.user}});
             try {
@@ -228,10 +245,12 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
             }
             add_special = false;
           }
-          const std::vector<int32_t> ids = engine->RequireTokenizer().Encode(text, add_special);
+          const std::vector<int32_t> ids =
+              engine->RequireTokenizer().Encode(text, add_special);
           for (const SampleSpec& s : samples) {
             GenerationRow row;
-            row.key = {precision, task->id, sname, templ, ex->id, multi ? s.index + 1 : 0};
+            row.key = {precision, task->id, sname,
+                       templ,     ex->id,   multi ? s.index + 1 : 0};
             if (store->Has(row.key)) continue;
             GenerateRequest req;
             req.prompt_ids = ids;
@@ -244,11 +263,13 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
             row.compute = ComputeName(engine->weights());
             row.prompt_hash = Fnv1aHex(text);
             row.raw_output = r.text;
-            const Parsed parsed = ParseOutput(*task, r.text, ex->options, ParseMode::kFlexible,
-                                              NerStyleFromName(o.ner_style));
+            const Parsed parsed =
+                ParseOutput(*task, r.text, ex->options, ParseMode::kFlexible,
+                            NerStyleFromName(o.ner_style));
             row.parse_ok = parsed.ok;
             row.parse_reason = parsed.reason;
-            row.parsed = parsed.ok ? nlohmann::json(parsed.labels) : nlohmann::json();
+            row.parsed =
+                parsed.ok ? nlohmann::json(parsed.labels) : nlohmann::json();
             row.gold = GoldJson(*task, *ex);
             row.tokens_in = static_cast<int64_t>(ids.size());
             row.tokens_out = static_cast<int64_t>(r.output_ids.size());

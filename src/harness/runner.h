@@ -19,7 +19,8 @@ struct EvalOptions {
   std::string model_dir;
   std::vector<std::string> precisions;  // e.g. {"bf16", "int8", "nf4"}
   std::vector<std::string> tasks;       // task ids
-  std::vector<std::string> strategies;  // e.g. {"zero-shot", "few-shot:5", "cot", "sc:5"}
+  std::vector<std::string>
+      strategies;  // e.g. {"zero-shot", "few-shot:5", "cot", "sc:5"}
   std::string split = "test";
   std::string data_dir;
   std::string out_dir;
@@ -28,10 +29,11 @@ struct EvalOptions {
   uint64_t seed = 0;
   int max_new_tokens = 128;      // direct answers
   int max_new_tokens_cot = 384;  // chain-of-thought and self-consistency
-  bool chat = true;              // use the model's chat template when it has one
-  std::string date;              // strftime_now in templates (default: fixed)
-  std::string template_file;     // user prompt template ({Input} slot)
-  std::string demos_file;        // few-shot demonstrations for tasks without train/dev
+  bool chat = true;           // use the model's chat template when it has one
+  std::string date;           // strftime_now in templates (default: fixed)
+  std::string template_file;  // user prompt template ({Input} slot)
+  std::string
+      demos_file;  // few-shot demonstrations for tasks without train/dev
   std::string ner_style = "list";
   QuantParams quant;
   std::vector<std::string> skip_modules;

@@ -16,8 +16,8 @@ void WriteNpyF32(const std::string& path, const std::vector<int64_t>& shape,
     n *= d;
   }
   if (shape.size() > 1) dims.resize(dims.size() - 2);
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
-                       dims + "), }";
+  std::string header =
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
   // Magic (6) + version (2) + header length (2) + header, padded to 64 bytes
   // and terminated by '\n'.
   while ((10 + header.size() + 1) % 64 != 0) header.push_back(' ');
@@ -43,7 +43,8 @@ NpyArray ReadNpyF32(const std::string& path) {
   } else {
     if (s.size() < 12) Fail("{}: truncated .npy header", path);
     hlen = 0;
-    for (int i = 3; i >= 0; --i) hlen = (hlen << 8) | static_cast<uint8_t>(s[8 + i]);
+    for (int i = 3; i >= 0; --i)
+      hlen = (hlen << 8) | static_cast<uint8_t>(s[8 + i]);
     hstart = 12;
   }
   if (hstart + hlen > s.size()) Fail("{}: truncated .npy header", path);
@@ -65,7 +66,8 @@ NpyArray ReadNpyF32(const std::string& path) {
   size_t pos = 0;
   while (pos < dims.size()) {
     size_t comma = dims.find(',', pos);
-    std::string tok = dims.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    std::string tok = dims.substr(
+        pos, comma == std::string::npos ? std::string::npos : comma - pos);
     tok.erase(0, tok.find_first_not_of(' '));
     if (!tok.empty()) {
       a.shape.push_back(std::stoll(tok));

@@ -23,10 +23,11 @@ struct DTypeEntry {
 };
 
 constexpr DTypeEntry kDTypes[] = {
-    {DType::kF32, "F32", 4},  {DType::kF16, "F16", 2}, {DType::kBF16, "BF16", 2},
-    {DType::kF64, "F64", 8},  {DType::kI8, "I8", 1},   {DType::kU8, "U8", 1},
-    {DType::kI16, "I16", 2},  {DType::kI32, "I32", 4}, {DType::kI64, "I64", 8},
-    {DType::kBool, "BOOL", 1},
+    {DType::kF32, "F32", 4},   {DType::kF16, "F16", 2},
+    {DType::kBF16, "BF16", 2}, {DType::kF64, "F64", 8},
+    {DType::kI8, "I8", 1},     {DType::kU8, "U8", 1},
+    {DType::kI16, "I16", 2},   {DType::kI32, "I32", 4},
+    {DType::kI64, "I64", 8},   {DType::kBool, "BOOL", 1},
 };
 
 // A header longer than this is certainly corrupt (real ones are < 1 MiB).
@@ -141,8 +142,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : map_(path) {
       const uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
       if (b > e) Fail("data_offsets [{}, {}] are reversed", b, e);
       if (e > data_size) {
-        Fail("data_offsets [{}, {}] out of range (data section is {} bytes)",
-             b, e, data_size);
+        Fail("data_offsets [{}, {}] out of range (data section is {} bytes)", b,
+             e, data_size);
       }
       const uint64_t want = numel * DTypeSize(t.dtype);
       if (e - b != want) {
@@ -205,7 +206,8 @@ std::unique_ptr<TensorStore> TensorStore::Open(const std::string& dir) {
       Fail("{}: shard name '{}' must be a plain file name", index_path, shard);
     }
     if (!shards.count(shard)) {
-      store->files_.push_back(std::make_unique<SafetensorsFile>(dir + "/" + shard));
+      store->files_.push_back(
+          std::make_unique<SafetensorsFile>(dir + "/" + shard));
       shards[shard] = store->files_.back().get();
     }
     const auto& tensors = shards[shard]->tensors();
@@ -286,7 +288,8 @@ std::vector<std::string> SafetensorsWriter::names() const {
 
 void SafetensorsWriter::Write(const std::string& path) const {
   // nlohmann::ordered_json keeps insertion order, so the header lists tensors
-  // in the order they were added (as the Rust safetensors crate does by offset).
+  // in the order they were added (as the Rust safetensors crate does by
+  // offset).
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata_.empty()) {
     nlohmann::ordered_json meta = nlohmann::ordered_json::object();
@@ -357,7 +360,8 @@ SafetensorsStreamWriter::SafetensorsStreamWriter(
   uint8_t len[8];
   const uint64_t n = h.size();
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
-  if (std::fwrite(len, 1, 8, f) != 8 || std::fwrite(h.data(), 1, h.size(), f) != h.size()) {
+  if (std::fwrite(len, 1, 8, f) != 8 ||
+      std::fwrite(h.data(), 1, h.size(), f) != h.size()) {
     Fail("{}: write failed", tmp);
   }
 }
@@ -378,7 +382,8 @@ void SafetensorsStreamWriter::Append(const std::string& name, const void* data,
     Fail("{}: tensor {} has {} bytes, declared {}", path_, name, nbytes,
          DeclBytes(decls_[next_]));
   }
-  if (nbytes && std::fwrite(data, 1, nbytes, static_cast<FILE*>(file_)) != nbytes) {
+  if (nbytes &&
+      std::fwrite(data, 1, nbytes, static_cast<FILE*>(file_)) != nbytes) {
     Fail("{}: write failed for tensor {}", path_, name);
   }
   ++next_;

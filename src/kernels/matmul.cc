@@ -48,7 +48,8 @@ void MatMulRef(const WeightMatrix& w, const float* x, int64_t m, float* y) {
     DequantizeRow(w, r, row.data());
     for (int64_t t = 0; t < m; ++t) {
       double sum = 0;
-      for (int64_t c = 0; c < w.cols; ++c) sum += double(row[c]) * x[t * w.cols + c];
+      for (int64_t c = 0; c < w.cols; ++c)
+        sum += double(row[c]) * x[t * w.cols + c];
       y[t * w.rows + r] = static_cast<float>(sum);
     }
   }

@@ -23,8 +23,8 @@ namespace kernels {
 
 // Per-format SIMD kernels over the row range [r0, r1) of W, for all m rows of
 // x: y[i * w.rows + r] for r in [r0, r1). Exported per Highway target.
-void MatMulRowsFloat(const WeightMatrix& w, const float* x, int64_t m,
-                     float* y, int64_t r0, int64_t r1);  // f32, bf16, f16
+void MatMulRowsFloat(const WeightMatrix& w, const float* x, int64_t m, float* y,
+                     int64_t r0, int64_t r1);  // f32, bf16, f16
 
 // Test hooks: run the float kernel on one specific compiled target.
 // Returns the number of compiled targets; `target_index` selects one.

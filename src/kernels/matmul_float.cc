@@ -76,7 +76,8 @@ HWY_INLINE void Tile(Tag tag, const void* w, int64_t cols, int64_t row,
     for (int t = 0; t < kM; ++t) {
       float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
       for (size_t cc = c; cc < static_cast<size_t>(cols); ++cc) {
-        sum += ScalarWeight(tag, w, (row + r) * cols + cc) * x[(t0 + t) * cols + cc];
+        sum += ScalarWeight(tag, w, (row + r) * cols + cc) *
+               x[(t0 + t) * cols + cc];
       }
       y[(t0 + t) * wrows + row + r] = sum;
     }
@@ -94,12 +95,14 @@ void RowsImpl(Tag tag, const WeightMatrix& w, const float* x, int64_t m,
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) {
       int64_t t = tc;
-      for (; t + 4 <= te; t += 4) Tile<4, 4>(tag, w.data, w.cols, r, x, t, w.rows, y);
+      for (; t + 4 <= te; t += 4)
+        Tile<4, 4>(tag, w.data, w.cols, r, x, t, w.rows, y);
       for (; t < te; ++t) Tile<4, 1>(tag, w.data, w.cols, r, x, t, w.rows, y);
     }
     for (; r < r1; ++r) {
       int64_t t = tc;
-      for (; t + 4 <= te; t += 4) Tile<1, 4>(tag, w.data, w.cols, r, x, t, w.rows, y);
+      for (; t + 4 <= te; t += 4)
+        Tile<1, 4>(tag, w.data, w.cols, r, x, t, w.rows, y);
       for (; t < te; ++t) Tile<1, 1>(tag, w.data, w.cols, r, x, t, w.rows, y);
     }
   }
@@ -130,8 +133,8 @@ namespace kernels {
 
 HWY_EXPORT(MatMulRowsFloatImpl);
 
-void MatMulRowsFloat(const WeightMatrix& w, const float* x, int64_t m,
-                     float* y, int64_t r0, int64_t r1) {
+void MatMulRowsFloat(const WeightMatrix& w, const float* x, int64_t m, float* y,
+                     int64_t r0, int64_t r1) {
   HWY_DYNAMIC_DISPATCH(MatMulRowsFloatImpl)(w, x, m, y, r0, r1);
 }
 

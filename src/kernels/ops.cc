@@ -1,7 +1,7 @@
 // Scalar parts of ops.h; Dot and Axpy have SIMD versions in ops_simd.cc.
-#include <cmath>
-
 #include "kernels/ops.h"
+
+#include <cmath>
 
 namespace bioquant {
 

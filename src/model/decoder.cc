@@ -30,7 +30,8 @@ void KVCache::Reserve(int64_t positions) {
   capacity = cap;
 }
 
-Decoder::Decoder(const ModelConfig& cfg, const ModelWeights& w, ThreadPool* pool)
+Decoder::Decoder(const ModelConfig& cfg, const ModelWeights& w,
+                 ThreadPool* pool)
     : cfg_(cfg), w_(w), pool_(pool) {
   // HF: inv_freq[i] = 1 / theta^(2i / head_dim); computed in double here
   // (the goldens' reference is f64).
@@ -68,7 +69,8 @@ KVCache Decoder::NewCache() const {
 
 uint64_t Decoder::ScratchBytes() const {
   uint64_t b = 0;
-  for (const auto* v : {&x_, &xn_, &q_, &k_, &v_, &att_, &gate_, &up_, &hidden_}) {
+  for (const auto* v :
+       {&x_, &xn_, &q_, &k_, &v_, &att_, &gate_, &up_, &hidden_}) {
     b += v->capacity() * 4;
   }
   for (const auto& s : scores_) b += s.capacity() * 4;
@@ -95,7 +97,8 @@ void Decoder::Linear(const bioquant::Linear& l, const float* x, int64_t n,
   if (w_.llm_int8 && l.w.format == WeightFormat::kInt8Row) {
     // Activations quantized once; weight rows split across the pool. Same
     // bits as the scalar LlmInt8MatMulRef.
-    const Int8Activations a = QuantizeActivationsInt8(x, n, l.w.cols, w_.llm_int8_threshold);
+    const Int8Activations a =
+        QuantizeActivationsInt8(x, n, l.w.cols, w_.llm_int8_threshold);
     const float* bias = l.bias.empty() ? nullptr : l.bias.data();
     auto rows = [&](size_t b, size_t e, int) {
       kernels::MatMulRowsLlmInt8(a, l.w, bias, y, static_cast<int64_t>(b),
@@ -152,7 +155,8 @@ void Decoder::Attention(int64_t layer, int64_t n, KVCache& cache) {
     for (size_t job = begin; job < end; ++job) {
       const int64_t t = job / nh, h = job % nh;
       const int64_t p = pos0 + t;
-      const int64_t first = window > 0 ? std::max<int64_t>(0, p - window + 1) : 0;
+      const int64_t first =
+          window > 0 ? std::max<int64_t>(0, p - window + 1) : 0;
       const float* q = q_.data() + (t * nh + h) * D;
       const int64_t g = h / group;
       for (int64_t j = first; j <= p; ++j) {

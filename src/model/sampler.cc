@@ -8,14 +8,17 @@
 namespace bioquant {
 
 Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) {
-  if (p.temperature < 0) Fail("--temperature must be >= 0 (got {})", p.temperature);
-  if (p.top_p <= 0 || p.top_p > 1) Fail("--top-p must be in (0, 1] (got {})", p.top_p);
+  if (p.temperature < 0)
+    Fail("--temperature must be >= 0 (got {})", p.temperature);
+  if (p.top_p <= 0 || p.top_p > 1)
+    Fail("--top-p must be in (0, 1] (got {})", p.top_p);
   if (p.top_k < 0) Fail("--top-k must be >= 0 (got {})", p.top_k);
 }
 
 int32_t Sampler::Argmax(const float* logits, int64_t vocab) {
   // First maximum wins, as torch.argmax.
-  return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
+  return static_cast<int32_t>(std::max_element(logits, logits + vocab) -
+                              logits);
 }
 
 int32_t Sampler::Sample(const float* logits, int64_t vocab) {
@@ -30,7 +33,8 @@ int32_t Sampler::Sample(const float* logits, int64_t vocab) {
   };
   size_t n = cand_.size();
   if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < n) {
-    std::partial_sort(cand_.begin(), cand_.begin() + p_.top_k, cand_.end(), by_logit);
+    std::partial_sort(cand_.begin(), cand_.begin() + p_.top_k, cand_.end(),
+                      by_logit);
     n = p_.top_k;
   } else {
     std::sort(cand_.begin(), cand_.end(), by_logit);

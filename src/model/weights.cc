@@ -75,7 +75,8 @@ void StoreFloat(const TensorView& v, WeightFormat target, WeightMatrix* w,
   }
   auto buf = std::make_shared<std::vector<uint16_t>>(f.size());
   for (size_t i = 0; i < f.size(); ++i) {
-    (*buf)[i] = target == WeightFormat::kBF16 ? F32ToBf16(f[i]) : F32ToF16(f[i]);
+    (*buf)[i] =
+        target == WeightFormat::kBF16 ? F32ToBf16(f[i]) : F32ToF16(f[i]);
   }
   w->data = buf->data();
   *storage = buf;
@@ -97,7 +98,8 @@ Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
     StoreFloat(v, target, &l.w, &l.storage, &l.resident_bytes);
   } else if (target == WeightFormat::kInt8Row) {
     const std::vector<float> f = ToF32(v);
-    auto q = std::make_shared<QuantizedInt8>(QuantizeInt8Rows(f.data(), out, in));
+    auto q =
+        std::make_shared<QuantizedInt8>(QuantizeInt8Rows(f.data(), out, in));
     l.w = q->View();
     l.storage = q;
     l.resident_bytes = PackedBytes(target, out, in, p.quant);
@@ -128,9 +130,10 @@ Linear LoadPrequantizedLinear(const TensorStore& s, const std::string& name,
   const std::optional<WeightFormat> f = DetectBnbWeight(s, name);
   auto check = [&](int64_t rows, int64_t cols) {
     if (rows != out || cols != in) {
-      Fail("{}: tensor {}.weight has quantized shape [{}, {}] but config.json "
-           "implies [{}, {}]",
-           s.Get(name + ".weight").file, name, rows, cols, out, in);
+      Fail(
+          "{}: tensor {}.weight has quantized shape [{}, {}] but config.json "
+          "implies [{}, {}]",
+          s.Get(name + ".weight").file, name, rows, cols, out, in);
     }
   };
   if (!f) {
@@ -148,7 +151,8 @@ Linear LoadPrequantizedLinear(const TensorStore& s, const std::string& name,
   } else {
     auto q = std::make_shared<Quantized4bit>(ReadBnb4bit(s, name));
     if (q->shape.size() != 2) {
-      Fail("{}: {}.weight quant_state shape must be 2-D", s.Get(name + ".weight").file, name);
+      Fail("{}: {}.weight quant_state shape must be 2-D",
+           s.Get(name + ".weight").file, name);
     }
     qp.blocksize = q->blocksize;
     qp.double_quant = q->double_quant;
@@ -195,9 +199,10 @@ WeightFormat ResolveLinearFormat(const std::string& precision,
   try {
     return ParseFormat(precision);
   } catch (const Error&) {
-    Fail("--precision: unknown precision '{}' (f32, bf16, f16, int8, llm-int8, "
-         "nf4, fp4)",
-         precision);
+    Fail(
+        "--precision: unknown precision '{}' (f32, bf16, f16, int8, llm-int8, "
+        "nf4, fp4)",
+        precision);
   }
 }
 
@@ -216,15 +221,16 @@ ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
   const WeightFormat file_format = FormatOfDType(emb.dtype, emb);
   std::string dtype_name = cfg.torch_dtype;
   if (dtype_name.empty() || dtype_name == "auto") {
-    dtype_name = file_format == WeightFormat::kBF16   ? "bfloat16"
+    dtype_name = file_format == WeightFormat::kBF16  ? "bfloat16"
                  : file_format == WeightFormat::kF16 ? "float16"
-                                                      : "float32";
+                                                     : "float32";
   }
   WeightFormat linear = ResolveLinearFormat(precision.name, dtype_name);
   if (bnb) {
     // A pre-quantized checkpoint runs as stored; llm-int8 may emulate
     // LLM.int8() on an 8-bit one.
-    const WeightFormat stored = bnb->load_in_8bit ? WeightFormat::kInt8Row : bnb->quant_type;
+    const WeightFormat stored =
+        bnb->load_in_8bit ? WeightFormat::kInt8Row : bnb->quant_type;
     if (!precision.name.empty() && linear != stored) {
       Fail("--precision {}: {} is already quantized as {} (omit --precision)",
            precision.name, dir, FormatName(stored));
@@ -260,8 +266,10 @@ ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
     L.attn_norm = SmallF32(s, p + "input_layernorm.weight", {H});
     L.mlp_norm = SmallF32(s, p + "post_attention_layernorm.weight", {H});
     auto lin = [&](const std::string& n, int64_t out, int64_t in, bool bias) {
-      Linear x = bnb ? LoadPrequantizedLinear(s, p + n, out, in, bias, side_format)
-                     : LoadLinear(s, p + n, out, in, bias, linear, precision, side_format);
+      Linear x =
+          bnb ? LoadPrequantizedLinear(s, p + n, out, in, bias, side_format)
+              : LoadLinear(s, p + n, out, in, bias, linear, precision,
+                           side_format);
       m.weights_bytes += x.bytes;
       m.resident_bytes += x.resident_bytes + x.bias.size() * 4;
       return x;
@@ -282,7 +290,8 @@ ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
   m.lm_head.name = "lm_head";
   if (cfg.tie_word_embeddings || !s.Has("lm_head.weight")) {
     if (!cfg.tie_word_embeddings) {
-      Fail("{}: missing tensor lm_head.weight (tie_word_embeddings is false)", dir);
+      Fail("{}: missing tensor lm_head.weight (tie_word_embeddings is false)",
+           dir);
     }
     m.lm_head.w = m.embed;
     m.lm_head.storage = m.embed_storage;

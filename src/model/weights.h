@@ -17,7 +17,8 @@ namespace bioquant {
 
 // What the user asked for with --precision (a user contract, see README).
 struct PrecisionSpec {
-  std::string name;  // "f32" "bf16" "f16" "int8" "llm-int8" "nf4" "fp4"; "" = checkpoint dtype
+  std::string name;  // "f32" "bf16" "f16" "int8" "llm-int8" "nf4" "fp4"; "" =
+                     // checkpoint dtype
   QuantParams quant;
   std::vector<std::string> skip_modules;  // like llm_int8_skip_modules
   float llm_int8_threshold = 6.0f;
@@ -25,9 +26,10 @@ struct PrecisionSpec {
 
 // A Linear layer: W [out, in] in its storage format plus optional f32 bias.
 struct Linear {
-  std::string name;  // HF name without ".weight", e.g. model.layers.0.mlp.up_proj
+  std::string
+      name;  // HF name without ".weight", e.g. model.layers.0.mlp.up_proj
   WeightMatrix w;
-  std::vector<float> bias;  // [out] or empty
+  std::vector<float> bias;              // [out] or empty
   std::shared_ptr<const void> storage;  // keeps owned buffers alive
   uint64_t resident_bytes = 0;          // owned bytes (0 when in the mmap)
   uint64_t bytes = 0;                   // PackedBytes of w
@@ -36,8 +38,8 @@ struct Linear {
 struct LayerWeights {
   std::vector<float> attn_norm;  // [hidden] input_layernorm
   std::vector<float> mlp_norm;   // [hidden] post_attention_layernorm
-  Linear q, k, v, o;             // [q_dim, hidden] [kv_dim, hidden] x2, [hidden, q_dim]
-  Linear gate, up, down;         // [inter, hidden] x2, [hidden, inter]
+  Linear q, k, v, o;  // [q_dim, hidden] [kv_dim, hidden] x2, [hidden, q_dim]
+  Linear gate, up, down;  // [inter, hidden] x2, [hidden, inter]
 };
 
 struct ModelWeights {

@@ -20,13 +20,15 @@ std::string Stories(const std::string& variant = "hf") {
 
 std::string Join(const std::vector<int32_t>& ids) {
   std::string s;
-  for (size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i)
+    s += (i ? "," : "") + std::to_string(ids[i]);
   return s;
 }
 
 TEST(EngineCli, Stories260kGoldenPromptsGreedyAndLogits) {
   BIOQUANT_REQUIRE_SHARED();
-  const auto cases = ReadJsonFile(testing::OracleDir() + "/stories260k/golden/golden_runc.json");
+  const auto cases = ReadJsonFile(testing::OracleDir() +
+                                  "/stories260k/golden/golden_runc.json");
   const std::string tmp = testing::TempDir("cli");
   for (const std::string variant : {"hf", "hf-untied"}) {
     for (const auto& c : cases) {
@@ -39,23 +41,26 @@ TEST(EngineCli, Stories260kGoldenPromptsGreedyAndLogits) {
                             "--ignore-eos", "--threads", "2", "--json"});
       ASSERT_EQ(r.exit_code, 0) << r.err;
       const auto j = nlohmann::json::parse(r.out);
-      EXPECT_EQ(j["prompt_ids"].get<std::vector<int32_t>>(), prompt_ids) << c["name"];
+      EXPECT_EQ(j["prompt_ids"].get<std::vector<int32_t>>(), prompt_ids)
+          << c["name"];
       EXPECT_EQ(j["output_ids"].get<std::vector<int32_t>>(), gen) << c["name"];
-      for (const char* k : {"load_ms", "prefill_ms", "decode_ms", "prefill_tokens_per_s",
-                            "decode_tokens_per_s"}) {
+      for (const char* k : {"load_ms", "prefill_ms", "decode_ms",
+                            "prefill_tokens_per_s", "decode_tokens_per_s"}) {
         EXPECT_TRUE(j["timings"].contains(k)) << k;
       }
-      for (const char* k : {"weights_bytes", "kv_cache_bytes", "scratch_bytes", "peak_rss_bytes"}) {
+      for (const char* k : {"weights_bytes", "kv_cache_bytes", "scratch_bytes",
+                            "peak_rss_bytes"}) {
         EXPECT_GT(j["memory"][k].get<uint64_t>(), 0u) << k;
       }
       // Logits through the CLI, whole and chunked.
       const auto ids = c["input_ids_per_position"].get<std::vector<int32_t>>();
-      const auto want = ReadNpyF32(testing::OracleDir() + "/stories260k/golden/" +
-                                   c["logits_file"].get<std::string>());
+      const auto want =
+          ReadNpyF32(testing::OracleDir() + "/stories260k/golden/" +
+                     c["logits_file"].get<std::string>());
       for (const char* chunk : {"0", "7"}) {
         const std::string out = tmp + "/l.npy";
-        auto lr = RunBioquant({"logits", "--model", Stories(variant), "--ids", Join(ids),
-                               "--out", out, "--chunk", chunk});
+        auto lr = RunBioquant({"logits", "--model", Stories(variant), "--ids",
+                               Join(ids), "--out", out, "--chunk", chunk});
         ASSERT_EQ(lr.exit_code, 0) << lr.err;
         const auto got = ReadNpyF32(out);
         ASSERT_EQ(got.shape, want.shape);
@@ -72,9 +77,10 @@ TEST(EngineCli, Stories260kGoldenPromptsGreedyAndLogits) {
 TEST(EngineCli, PromptIdsAreVerbatimAndSeedsReproduce) {
   BIOQUANT_REQUIRE_SHARED();
   auto run = [&](const std::string& seed) {
-    auto r = RunBioquant({"generate", "--model", Stories(), "--prompt-ids", "1,403,407",
-                          "--max-new-tokens", "20", "--temperature", "0.9", "--top-k", "40",
-                          "--top-p", "0.95", "--seed", seed, "--json"});
+    auto r = RunBioquant({"generate", "--model", Stories(), "--prompt-ids",
+                          "1,403,407", "--max-new-tokens", "20",
+                          "--temperature", "0.9", "--top-k", "40", "--top-p",
+                          "0.95", "--seed", seed, "--json"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return nlohmann::json::parse(r.out);
   };
@@ -87,21 +93,22 @@ TEST(EngineCli, PromptIdsAreVerbatimAndSeedsReproduce) {
 
 TEST(EngineCli, StopStringsAndMaxTokens) {
   BIOQUANT_REQUIRE_SHARED();
-  auto r = RunBioquant({"generate", "--model", Stories(), "--prompt", "Once upon a time",
-                        "--max-new-tokens", "60", "--temperature", "0", "--stop", "Lily",
-                        "--json"});
+  auto r = RunBioquant({"generate", "--model", Stories(), "--prompt",
+                        "Once upon a time", "--max-new-tokens", "60",
+                        "--temperature", "0", "--stop", "Lily", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["finish_reason"], "stop");
   EXPECT_EQ(j["text"], ", there was a little girl named ");
-  auto r2 = RunBioquant({"generate", "--model", Stories(), "--prompt", "Once", "--max-new-tokens",
-                         "5", "--json"});
+  auto r2 = RunBioquant({"generate", "--model", Stories(), "--prompt", "Once",
+                         "--max-new-tokens", "5", "--json"});
   EXPECT_EQ(nlohmann::json::parse(r2.out)["output_ids"].size(), 5u);
 }
 
 TEST(EngineCli, SyntheticCheckpointRunsAndInspects) {
   const std::string dir = testing::TempDir("synth") + "/m";
-  auto s = RunBioquant({"synth", "--preset", "tiny", "--out", dir, "--seed", "3"});
+  auto s =
+      RunBioquant({"synth", "--preset", "tiny", "--out", dir, "--seed", "3"});
   ASSERT_EQ(s.exit_code, 0) << s.err;
   auto i = RunBioquant({"inspect", "--model", dir, "--json"});
   ASSERT_EQ(i.exit_code, 0) << i.err;
@@ -111,19 +118,26 @@ TEST(EngineCli, SyntheticCheckpointRunsAndInspects) {
   EXPECT_EQ(j["parameters"], j["parameters_from_config"]);
   EXPECT_LT(j["bytes_per_precision"]["nf4"].get<uint64_t>(),
             j["bytes_per_precision"]["bf16"].get<uint64_t>());
-  auto g = RunBioquant({"generate", "--model", dir, "--prompt", "The patient", "--chat",
-                        "--max-new-tokens", "8", "--date", "2025-01-01", "--json"});
+  auto g = RunBioquant({"generate", "--model", dir, "--prompt", "The patient",
+                        "--chat", "--max-new-tokens", "8", "--date",
+                        "2025-01-01", "--json"});
   ASSERT_EQ(g.exit_code, 0) << g.err;
   const auto gj = nlohmann::json::parse(g.out);
   EXPECT_LE(gj["output_ids"].size(), 8u);
   // The chat template wraps the prompt: more ids than the bare text.
-  auto t = RunBioquant({"tokenize", "--model", dir, "--text", "The patient", "--json"});
+  auto t = RunBioquant(
+      {"tokenize", "--model", dir, "--text", "The patient", "--json"});
   ASSERT_EQ(t.exit_code, 0) << t.err;
-  EXPECT_GT(gj["prompt_ids"].size(), nlohmann::json::parse(t.out)["ids"].size());
+  EXPECT_GT(gj["prompt_ids"].size(),
+            nlohmann::json::parse(t.out)["ids"].size());
   // Same seed, same weights.
   const std::string dir2 = testing::TempDir("synth") + "/m";
-  ASSERT_EQ(RunBioquant({"synth", "--preset", "tiny", "--out", dir2, "--seed", "3"}).exit_code, 0);
-  EXPECT_EQ(ReadFile(dir + "/model.safetensors"), ReadFile(dir2 + "/model.safetensors"));
+  ASSERT_EQ(
+      RunBioquant({"synth", "--preset", "tiny", "--out", dir2, "--seed", "3"})
+          .exit_code,
+      0);
+  EXPECT_EQ(ReadFile(dir + "/model.safetensors"),
+            ReadFile(dir2 + "/model.safetensors"));
 }
 
 TEST(EngineCli, BadInputIsOneLineAndNonZero) {
@@ -132,14 +146,19 @@ TEST(EngineCli, BadInputIsOneLineAndNonZero) {
     std::vector<std::string> args;
     std::string expect;
   };
-  WriteFile(tmp + "/config.json", R"({"architectures": ["FalconForCausalLM"]})");
+  WriteFile(tmp + "/config.json",
+            R"({"architectures": ["FalconForCausalLM"]})");
   const std::vector<Case> cases = {
-      {{"generate", "--model", tmp + "/none", "--prompt", "x"}, "model directory not found"},
-      {{"generate", "--model", tmp, "--prompt", "x"}, "unknown architecture 'FalconForCausalLM'"},
+      {{"generate", "--model", tmp + "/none", "--prompt", "x"},
+       "model directory not found"},
+      {{"generate", "--model", tmp, "--prompt", "x"},
+       "unknown architecture 'FalconForCausalLM'"},
       {{"generate", "--model", tmp}, "--prompt"},
-      {{"logits", "--model", tmp, "--ids", "1,x,3", "--out", tmp + "/o.npy"}, "--ids: 'x'"},
+      {{"logits", "--model", tmp, "--ids", "1,x,3", "--out", tmp + "/o.npy"},
+       "--ids: 'x'"},
       {{"frobnicate"}, "unknown command"},
-      {{"synth", "--preset", "huge", "--out", tmp + "/s"}, "unknown preset 'huge'"},
+      {{"synth", "--preset", "huge", "--out", tmp + "/s"},
+       "unknown preset 'huge'"},
   };
   for (const auto& c : cases) {
     auto r = RunBioquant(c.args);

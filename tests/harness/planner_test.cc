@@ -178,8 +178,9 @@ TEST(PlannerCpuTest, WeightsEqualLoadWeightsLedger) {
         // embedding; only norms' and biases' pages (copied to f32) stay.
         uint64_t small_pages = 0;
         for (const auto& name : w.store->Names()) {
-          const bool small = name.size() > 5 && (name.ends_with("norm.weight") ||
-                                                  name.ends_with(".bias"));
+          const bool small =
+              name.size() > 5 &&
+              (name.ends_with("norm.weight") || name.ends_with(".bias"));
           if (small) small_pages += w.store->Get(name).nbytes;
         }
         EXPECT_EQ(p.reclaimable_bytes, small_pages) << what;

@@ -66,12 +66,14 @@ TEST(SafetensorsTest, ShardedIndex) {
   w2.Add("y", DType::kF32, {1}, y, sizeof(y));
   w1.Write(dir + "/model-00001-of-00002.safetensors");
   w2.Write(dir + "/model-00002-of-00002.safetensors");
-  WriteFile(dir + "/model.safetensors.index.json",
-            R"({"metadata": {}, "weight_map": {"x": "model-00001-of-00002.safetensors",
+  WriteFile(
+      dir + "/model.safetensors.index.json",
+      R"({"metadata": {}, "weight_map": {"x": "model-00001-of-00002.safetensors",
                 "y": "model-00002-of-00002.safetensors"}})");
   auto store = TensorStore::Open(dir);
   EXPECT_EQ(store->files().size(), 2u);
-  EXPECT_FLOAT_EQ(reinterpret_cast<const float*>(store->Get("y").data)[0], 3.0f);
+  EXPECT_FLOAT_EQ(reinterpret_cast<const float*>(store->Get("y").data)[0],
+                  3.0f);
   // An index naming a tensor its shard lacks.
   WriteFile(dir + "/model.safetensors.index.json",
             R"({"weight_map": {"x": "model-00002-of-00002.safetensors"}})");
@@ -80,7 +82,8 @@ TEST(SafetensorsTest, ShardedIndex) {
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("missing from model-00002-of-00002"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
 }
 
@@ -111,25 +114,31 @@ TEST(SafetensorsTest, CorruptFilesGiveOneLineErrors) {
   const std::vector<BadCase> cases = {
       {"empty", "", "truncated"},
       {"short", std::string("\x10\x00\x00", 3), "truncated"},
-      {"header past end", RawFile(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4)
-                              .substr(0, 20),
+      {"header past end",
+       RawFile(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4)
+           .substr(0, 20),
        "runs past end of file"},
       {"bad json", RawFile("{not json", 0), "malformed JSON"},
       {"not object", RawFile("[1,2]", 0), "not a JSON object"},
-      {"bad dtype", RawFile(R"({"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}})", 1),
+      {"bad dtype",
+       RawFile(R"({"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}})", 1),
        "unsupported dtype 'Q4'"},
-      {"size mismatch", RawFile(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", 4),
+      {"size mismatch",
+       RawFile(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", 4),
        "needs 8 bytes"},
-      {"out of range", RawFile(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4),
+      {"out of range",
+       RawFile(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4),
        "out of range"},
       {"overlap",
        RawFile(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
                12),
        "overlap"},
-      {"reversed", RawFile(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}})", 4),
+      {"reversed",
+       RawFile(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}})", 4),
        "reversed"},
-      {"missing field", RawFile(R"({"a":{"dtype":"F32","shape":[1]}})", 4), "data_offsets"},
+      {"missing field", RawFile(R"({"a":{"dtype":"F32","shape":[1]}})", 4),
+       "data_offsets"},
   };
   for (const auto& c : cases) {
     const std::string path = dir + "/bad.safetensors";
@@ -139,20 +148,23 @@ TEST(SafetensorsTest, CorruptFilesGiveOneLineErrors) {
     EXPECT_NE(err.find(path), std::string::npos) << c.what << ": " << err;
     EXPECT_EQ(err.find('\n'), std::string::npos) << c.what;
   }
-  EXPECT_NE(ErrorOf(dir + "/nope.safetensors").find("cannot open"), std::string::npos);
+  EXPECT_NE(ErrorOf(dir + "/nope.safetensors").find("cannot open"),
+            std::string::npos);
 }
 
 TEST(SafetensorsTest, StreamWriterMatchesDeclarations) {
   const std::string dir = testing::TempDir("stream");
   const float a[2] = {1, 2};
   {
-    SafetensorsStreamWriter w(dir + "/s.safetensors",
-                              {{"a", DType::kF32, {2}}, {"b", DType::kF32, {1}}}, {});
+    SafetensorsStreamWriter w(
+        dir + "/s.safetensors",
+        {{"a", DType::kF32, {2}}, {"b", DType::kF32, {1}}}, {});
     EXPECT_THROW(w.Append("b", a, 4), Error);  // out of order
     w.Append("a", a, 8);
     EXPECT_THROW(w.Finish(), Error);  // b never written
   }
-  SafetensorsStreamWriter w(dir + "/s.safetensors", {{"a", DType::kF32, {2}}}, {});
+  SafetensorsStreamWriter w(dir + "/s.safetensors", {{"a", DType::kF32, {2}}},
+                            {});
   w.Append("a", a, 8);
   w.Finish();
   SafetensorsFile f(dir + "/s.safetensors");

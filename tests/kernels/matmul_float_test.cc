@@ -44,9 +44,11 @@ void Check(WeightFormat f, const Case& c) {
   // Scale for the tolerance: sum |w| |x| per output.
   for (int t = 0; t < kernels::NumFloatTargets(); ++t) {
     std::fill(got.begin(), got.end(), NAN);
-    kernels::MatMulRowsFloatOnTarget(t, w, x.data(), c.m, got.data(), 0, c.rows);
+    kernels::MatMulRowsFloatOnTarget(t, w, x.data(), c.m, got.data(), 0,
+                                     c.rows);
     for (int64_t i = 0; i < c.m * c.rows; ++i) {
-      const float tol = kFloatMatMulRelTol * std::sqrt(float(c.cols)) * 4 + 1e-6f;
+      const float tol =
+          kFloatMatMulRelTol * std::sqrt(float(c.cols)) * 4 + 1e-6f;
       ASSERT_NEAR(got[i], ref[i], tol)
           << FormatName(f) << " target " << kernels::FloatTargetName(t)
           << " shape " << c.rows << "x" << c.cols << " m=" << c.m << " i=" << i;
@@ -56,9 +58,10 @@ void Check(WeightFormat f, const Case& c) {
 
 TEST(MatMulFloatTest, MatchesReferenceOnEveryTarget) {
   ASSERT_GE(kernels::NumFloatTargets(), 1);
-  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kF16}) {
-    for (Case c : {Case{1, 1, 1}, Case{7, 33, 1}, Case{8, 64, 5}, Case{13, 172, 9},
-                   Case{64, 256, 4}, Case{5, 1000, 70}}) {
+  for (WeightFormat f :
+       {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kF16}) {
+    for (Case c : {Case{1, 1, 1}, Case{7, 33, 1}, Case{8, 64, 5},
+                   Case{13, 172, 9}, Case{64, 256, 4}, Case{5, 1000, 70}}) {
       Check(f, c);
     }
   }

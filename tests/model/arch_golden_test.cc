@@ -25,7 +25,8 @@ struct Loaded {
   ModelWeights w;
 };
 
-std::unique_ptr<Loaded> Load(const std::string& dir, const std::string& precision = "") {
+std::unique_ptr<Loaded> Load(const std::string& dir,
+                             const std::string& precision = "") {
   auto l = std::make_unique<Loaded>();
   l->cfg = LoadModelConfig(dir);
   PrecisionSpec p;
@@ -65,9 +66,11 @@ TEST_P(ArchGolden, LogitsChunkedAndGreedy) {
     dec.Forward(ids.data(), ids.size(), cache, logits.data(), true);
     const NpyArray want = ReadNpyF32(dir + "/logits.npy");
     EXPECT_LE(MaxAbsDiff(logits, want.data), kLogitTol) << GetParam();
-    const auto argmax = golden["argmax_per_position"].get<std::vector<int32_t>>();
+    const auto argmax =
+        golden["argmax_per_position"].get<std::vector<int32_t>>();
     for (size_t t = 0; t < ids.size(); ++t) {
-      EXPECT_EQ(Argmax(logits.data() + t * V, V), argmax[t]) << "position " << t;
+      EXPECT_EQ(Argmax(logits.data() + t * V, V), argmax[t])
+          << "position " << t;
     }
     // Chunked: prefill_len in one call, then one token per call.
     const int64_t prefill = golden["chunked"]["prefill_len"].get<int64_t>();
@@ -81,7 +84,8 @@ TEST_P(ArchGolden, LogitsChunkedAndGreedy) {
     EXPECT_LE(MaxAbsDiff(chunked, want_chunked.data), kLogitTol);
     EXPECT_LE(MaxAbsDiff(chunked, logits), kLogitTol);
     // Greedy continuation with the KV cache.
-    const auto greedy = golden["greedy"]["generated_ids"].get<std::vector<int32_t>>();
+    const auto greedy =
+        golden["greedy"]["generated_ids"].get<std::vector<int32_t>>();
     std::vector<int32_t> got;
     int32_t next = Argmax(logits.data() + (ids.size() - 1) * V, V);
     std::vector<float> step(V);
@@ -115,7 +119,8 @@ TEST_P(Stories260k, LogitsAndGreedyMatchRunC) {
     const auto ids = c["input_ids_per_position"].get<std::vector<int32_t>>();
     const auto prompt = c["prompt_ids_runc"].get<std::vector<int32_t>>();
     const auto gen = c["generated_ids"].get<std::vector<int32_t>>();
-    const NpyArray want = ReadNpyF32(root + "/golden/" + c["logits_file"].get<std::string>());
+    const NpyArray want =
+        ReadNpyF32(root + "/golden/" + c["logits_file"].get<std::string>());
     KVCache cache = dec.NewCache();
     std::vector<float> logits(ids.size() * V);
     dec.Forward(ids.data(), ids.size(), cache, logits.data(), true);
@@ -135,7 +140,8 @@ TEST_P(Stories260k, LogitsAndGreedyMatchRunC) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Oracles, Stories260k, ::testing::Values("hf", "hf-untied"));
+INSTANTIATE_TEST_SUITE_P(Oracles, Stories260k,
+                         ::testing::Values("hf", "hf-untied"));
 
 }  // namespace
 }  // namespace bioquant

@@ -3,8 +3,8 @@
 
 #include <gtest/gtest.h>
 
-#include "model/weights.h"
 #include "io/safetensors.h"
+#include "model/weights.h"
 #include "testing.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -13,10 +13,14 @@ namespace bioquant {
 namespace {
 
 nlohmann::json Base() {
-  return {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 64},
-          {"num_hidden_layers", 2}, {"num_attention_heads", 4},
-          {"num_key_value_heads", 2}, {"intermediate_size", 128},
-          {"vocab_size", 100}, {"eos_token_id", {2, 7}}};
+  return {{"architectures", {"LlamaForCausalLM"}},
+          {"hidden_size", 64},
+          {"num_hidden_layers", 2},
+          {"num_attention_heads", 4},
+          {"num_key_value_heads", 2},
+          {"intermediate_size", 128},
+          {"vocab_size", 100},
+          {"eos_token_id", {2, 7}}};
 }
 
 std::string ErrorOf(const nlohmann::json& j) {
@@ -50,7 +54,8 @@ TEST(ConfigTest, ArchitectureDifferencesAreData) {
   auto m = Base();
   m["architectures"] = {"MistralForCausalLM"};
   m["sliding_window"] = 16;
-  EXPECT_EQ(ParseModelConfig(m, "c").layer_window, (std::vector<int64_t>{16, 16}));
+  EXPECT_EQ(ParseModelConfig(m, "c").layer_window,
+            (std::vector<int64_t>{16, 16}));
   auto l = Base();
   l["attention_bias"] = true;
   l["head_dim"] = 32;
@@ -62,11 +67,13 @@ TEST(ConfigTest, ArchitectureDifferencesAreData) {
 TEST(ConfigTest, RejectsLoudly) {
   auto a = Base();
   a["architectures"] = {"GPT2LMHeadModel"};
-  EXPECT_NE(ErrorOf(a).find("x/config.json: unknown architecture 'GPT2LMHeadModel'"),
-            std::string::npos);
+  EXPECT_NE(
+      ErrorOf(a).find("x/config.json: unknown architecture 'GPT2LMHeadModel'"),
+      std::string::npos);
   auto r = Base();
   r["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
-  EXPECT_NE(ErrorOf(r).find("rope_scaling type 'yarn' is not supported"), std::string::npos);
+  EXPECT_NE(ErrorOf(r).find("rope_scaling type 'yarn' is not supported"),
+            std::string::npos);
   auto h = Base();
   h.erase("hidden_size");
   EXPECT_NE(ErrorOf(h).find("missing \"hidden_size\""), std::string::npos);
@@ -92,8 +99,10 @@ TEST(ConfigTest, ShapeMismatchNamesTensorAndFile) {
     FAIL();
   } catch (const Error& e) {
     const std::string msg = e.what();
-    EXPECT_NE(msg.find("model.safetensors: tensor model.layers.0.mlp.gate_proj.weight has shape"),
-              std::string::npos) << msg;
+    EXPECT_NE(msg.find("model.safetensors: tensor "
+                       "model.layers.0.mlp.gate_proj.weight has shape"),
+              std::string::npos)
+        << msg;
   }
 }
 
@@ -106,7 +115,8 @@ TEST(ConfigTest, MissingConfigAndDirectory) {
     LoadModelConfig(dir);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("config.json: malformed JSON"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("config.json: malformed JSON"),
+              std::string::npos);
   }
 }
 
