@@ -45,7 +45,8 @@ std::string ComputeName(const ModelWeights& w) {
 }
 
 void WriteManifest(const EvalOptions& o, const std::string& fingerprint,
-                   const nlohmann::json& config) {
+                   const nlohmann::json& config,
+                   const std::map<std::string, std::string>& task_split) {
   nlohmann::json m = {{"tool", "bioquant"},
                       {"version", BIOQUANT_VERSION},
                       {"git_revision", BIOQUANT_GIT_REV},
@@ -58,6 +59,7 @@ void WriteManifest(const EvalOptions& o, const std::string& fingerprint,
                         {"tasks", o.tasks},
                         {"strategies", o.strategies},
                         {"limit", o.limit},
+                        {"split_per_task", task_split},
                         {"threads", o.threads},
                         {"batch", 1}}},
                       {"machine",
@@ -131,8 +133,27 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
   }
   // Data first (a missing file fails before any model is loaded).
   std::map<std::string, std::vector<Example>> data;
+  std::map<std::string, std::string> task_split;
+  std::vector<std::string> split_warnings;
   for (const TaskInfo* t : tasks) {
-    auto ex = LoadSplit(o.data_dir, t->id, o.split);
+    // The public releases lack some splits (ChemProt has only the 200-pair
+    // test subset, MedQA no subset): fall back between test and
+    // test_sample200 with a warning rather than drop the task.
+    std::string split = o.split;
+    const auto avail = AvailableSplits(o.data_dir, t->id);
+    const bool has =
+        std::find(avail.begin(), avail.end(), split) != avail.end();
+    if (!has && (split == "test" || split == "test_sample200")) {
+      const std::string other = split == "test" ? "test_sample200" : "test";
+      if (std::find(avail.begin(), avail.end(), other) != avail.end()) {
+        split_warnings.push_back(
+            fmt::format("{}: no '{}' split in {}; using '{}'", t->id, split,
+                        o.data_dir, other));
+        split = other;
+      }
+    }
+    task_split[t->id] = split;
+    auto ex = LoadSplit(o.data_dir, t->id, split);
     if (o.limit > 0 && static_cast<int64_t>(ex.size()) > o.limit)
       ex.resize(o.limit);
     data[t->id] = std::move(ex);
@@ -145,9 +166,10 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
   if (!IsDirectory(o.out_dir))
     Fail("--out: cannot create directory {}", o.out_dir);
   auto store = RunStore::Open(o.out_dir, fingerprint, config, true);
-  WriteManifest(o, fingerprint, config);
+  WriteManifest(o, fingerprint, config, task_split);
 
   EvalSummary summary;
+  summary.warnings = split_warnings;
   const std::string date = o.date.empty() ? kDefaultDate : o.date;
   // Demonstration pools per (task, strategy), built lazily.
   for (const std::string& precision : o.precisions) {

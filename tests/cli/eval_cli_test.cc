@@ -94,7 +94,7 @@ TEST(EvalCli, StudyReportAndResumeAfterKill) {
   }
   EXPECT_NE(ReadFile(a + "/report.html").find("<svg"), std::string::npos);
 
-  // The same run killed with SIGKILL three times at random moments.
+  // The same run interrupted three times at random moments.
   const std::string b = tmp + "/b";
   std::vector<std::string> args = {BIOQUANT_BINARY};
   for (const auto& s : EvalArgs(b)) args.push_back(s);
@@ -112,10 +112,24 @@ TEST(EvalCli, StudyReportAndResumeAfterKill) {
         posix_spawn(&pid, BIOQUANT_BINARY, &fa, nullptr, argv.data(), environ),
         0);
     posix_spawn_file_actions_destroy(&fa);
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
-    kill(pid, SIGKILL);
+    if (kill_round == 0) {
+      // Ctrl-C once the store exists (the handler is installed before it is
+      // opened): a clean stop with exit code 130.
+      for (int i = 0; i < 500 && !FileExists(b + "/store.sqlite"); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
+    }
+    // The first interruption is Ctrl-C (clean stop, exit 130), then SIGKILL.
+    kill(pid, kill_round == 0 ? SIGINT : SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
+    if (kill_round == 0) {
+      ASSERT_TRUE(WIFEXITED(status)) << "Ctrl-C must not kill the process";
+      EXPECT_EQ(WEXITSTATUS(status), 130)
+          << "Ctrl-C must stop cleanly with 130";
+    }
   }
   auto resumed = RunBioquant(EvalArgs(b));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
