@@ -35,7 +35,9 @@ void RunCases(const std::string& task_id, const std::vector<Case>& cases,
     if (c.ok && p.ok) {
       EXPECT_EQ(p.labels, c.expect) << task_id << " output: " << c.output;
     }
-    if (!p.ok) EXPECT_FALSE(p.reason.empty()) << c.output;
+    if (!p.ok) {
+      EXPECT_FALSE(p.reason.empty()) << c.output;
+    }
   }
 }
 

@@ -295,7 +295,9 @@ TEST_P(Stories260k, CrosscheckIds) {
     if (!c.at("equal").get<bool>()) ++unequal;
     // Decoding gives the text back when the ids are HF's (tokenizer.json
     // keeps every space).
-    if (is_json) EXPECT_EQ(tok->Decode(want), text);
+    if (is_json) {
+      EXPECT_EQ(tok->Decode(want), text);
+    }
   }
   EXPECT_GT(unequal, 0);  // the file does exercise the whitespace difference
 }
