@@ -223,6 +223,8 @@ void MatMulRows4bitImpl(const WeightMatrix& w, const float* x, int64_t m,
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
+#include "kernels/on_target.h"
+
 namespace bioquant {
 namespace kernels {
 
@@ -250,10 +252,9 @@ void MatMulRows4bitOnTarget(int target_index, const WeightMatrix& w,
                             const float* x, int64_t m, float* y, int64_t r0,
                             int64_t r1) {
   Check4bit(w);
-  const int64_t target = hwy::SupportedAndGeneratedTargets()[target_index];
-  hwy::SetSupportedTargetsForTest(target);
-  HWY_DYNAMIC_DISPATCH(MatMulRows4bitImpl)(w, x, m, y, r0, r1);
-  hwy::SetSupportedTargetsForTest(0);
+  RunOnTarget(target_index, [&] {
+    HWY_DYNAMIC_DISPATCH(MatMulRows4bitImpl)(w, x, m, y, r0, r1);
+  });
 }
 
 }  // namespace kernels

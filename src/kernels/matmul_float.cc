@@ -128,6 +128,8 @@ void MatMulRowsFloatImpl(const WeightMatrix& w, const float* x, int64_t m,
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
+#include "kernels/on_target.h"
+
 namespace bioquant {
 namespace kernels {
 
@@ -149,10 +151,9 @@ const char* FloatTargetName(int target_index) {
 void MatMulRowsFloatOnTarget(int target_index, const WeightMatrix& w,
                              const float* x, int64_t m, float* y, int64_t r0,
                              int64_t r1) {
-  const int64_t target = hwy::SupportedAndGeneratedTargets()[target_index];
-  hwy::SetSupportedTargetsForTest(target);
-  HWY_DYNAMIC_DISPATCH(MatMulRowsFloatImpl)(w, x, m, y, r0, r1);
-  hwy::SetSupportedTargetsForTest(0);
+  RunOnTarget(target_index, [&] {
+    HWY_DYNAMIC_DISPATCH(MatMulRowsFloatImpl)(w, x, m, y, r0, r1);
+  });
 }
 
 }  // namespace kernels

@@ -175,6 +175,8 @@ void MatMulRowsLlmInt8Impl(const Int8Activations& a, const WeightMatrix& w,
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
+#include "kernels/on_target.h"
+
 namespace bioquant {
 namespace kernels {
 
@@ -200,10 +202,9 @@ void MatMulRowsInt8OnTarget(int target_index, const WeightMatrix& w,
                             const float* x, int64_t m, float* y, int64_t r0,
                             int64_t r1) {
   CheckInt8(w);
-  const int64_t target = hwy::SupportedAndGeneratedTargets()[target_index];
-  hwy::SetSupportedTargetsForTest(target);
-  HWY_DYNAMIC_DISPATCH(MatMulRowsInt8Impl)(w, x, m, y, r0, r1);
-  hwy::SetSupportedTargetsForTest(0);
+  RunOnTarget(target_index, [&] {
+    HWY_DYNAMIC_DISPATCH(MatMulRowsInt8Impl)(w, x, m, y, r0, r1);
+  });
 }
 
 namespace {
@@ -226,10 +227,9 @@ void MatMulRowsLlmInt8OnTarget(int target_index, const Int8Activations& a,
                                const WeightMatrix& w, const float* bias,
                                float* y, int64_t r0, int64_t r1) {
   CheckLlmInt8(a, w);
-  const int64_t target = hwy::SupportedAndGeneratedTargets()[target_index];
-  hwy::SetSupportedTargetsForTest(target);
-  HWY_DYNAMIC_DISPATCH(MatMulRowsLlmInt8Impl)(a, w, bias, y, r0, r1);
-  hwy::SetSupportedTargetsForTest(0);
+  RunOnTarget(target_index, [&] {
+    HWY_DYNAMIC_DISPATCH(MatMulRowsLlmInt8Impl)(a, w, bias, y, r0, r1);
+  });
 }
 
 }  // namespace kernels
