@@ -34,11 +34,12 @@ void MatMul(const WeightMatrix& w, const float* x, int64_t m, float* y,
     fn(w, x, m, y, 0, w.rows);
     return;
   }
-  // Split rows in multiples of 4 (the kernels' row tile) across threads.
-  const int64_t blocks = (w.rows + 3) / 4;
+  // Split rows in multiples of 8 (the GEMM panel height on AVX-512, two of
+  // the small-m row tiles) across threads.
+  const int64_t blocks = (w.rows + 7) / 8;
   pool->ParallelFor(blocks, [&](size_t b, size_t e, int) {
-    fn(w, x, m, y, static_cast<int64_t>(b) * 4,
-       std::min<int64_t>(w.rows, static_cast<int64_t>(e) * 4));
+    fn(w, x, m, y, static_cast<int64_t>(b) * 8,
+       std::min<int64_t>(w.rows, static_cast<int64_t>(e) * 8));
   });
 }
 

@@ -4,9 +4,10 @@
 //
 // Decoding, per 2N weights starting at an even flat index i (N f32 lanes):
 //   N packed bytes -> u32 lanes -> high nibbles (elements i, i+2, ...) and
-//   low nibbles (i+1, i+3, ...) -> 16-entry table lookup (one permute on
-//   AVX-512, two on AVX2, a gather elsewhere) -> times the block's f32 absmax
-//   (one rounding: exactly the reference DequantizeRow value). The
+//   low nibbles (i+1, i+3, ...) -> lookup in the 16-entry code table that
+//   was multiplied by the block's f32 absmax once per block (one permute on
+//   AVX-512, two on AVX2, a gather and a multiply elsewhere); either way one
+//   rounding, exactly the reference DequantizeRow value. The
 //   activations are split into even and odd elements to match, so nothing
 //   is interleaved; only the summation order differs from the reference.
 // Fast path when cols % blocksize == 0 (every real model): rows start on a
@@ -18,6 +19,8 @@
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/matmul_4bit.cc"
+#include <hwy/aligned_allocator.h>
+#include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
@@ -60,44 +63,76 @@ HWY_INLINE float BlockAmax(const Ctx4& k, int64_t b) {
 
 #if HWY_TARGET != HWY_SCALAR  // 1-lane vectors: per-row fallback only
 
-// f32 value of 16-entry `lut` at each u32 lane of `codes` (all < 16).
+// The 16 code values of one block of one row, already multiplied by the
+// block's absmax: f32(code * absmax) is exactly the reference DequantizeRow
+// value, and the multiply runs once per block instead of once per weight.
+struct ScaledLut {
+  hn::Vec<DF> lo, hi;  // entries [0, N) and [N, 2N) where N < 16
+  float amax;          // for the gather fallback
+};
+
+HWY_INLINE ScaledLut ScaleLut(DF df, const float* lut, float amax) {
+  ScaledLut t;
+  t.amax = amax;
+  const auto a = hn::Set(df, amax);
+  t.lo = hn::Mul(hn::LoadU(df, lut), a);
+#if HWY_TARGET == HWY_AVX2
+  t.hi = hn::Mul(hn::LoadU(df, lut + 8), a);
+#else
+  t.hi = t.lo;
+#endif
+  return t;
+}
+
+// Scaled value of the code in the low 4 bits of each u32 lane of `codes`
+// (higher bits are ignored on AVX-512 and AVX2, so callers need not mask).
 template <class V32>
-HWY_INLINE hn::Vec<DF> Lut16(DF df, const float* lut, V32 codes) {
+HWY_INLINE hn::Vec<DF> Lut16(DF df, const float* lut, const ScaledLut& t,
+                             V32 codes) {
   const hn::RebindToSigned<DF> di;
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-  // 16 lanes: the whole table is one register.
-  return hn::TableLookupLanes(hn::LoadU(df, lut),
+  // 16 lanes: the whole table is one register (vpermps reads index bits 0-3).
+  (void)lut;
+  return hn::TableLookupLanes(t.lo,
                               hn::IndicesFromVec(df, hn::BitCast(di, codes)));
 #elif HWY_TARGET == HWY_AVX2
-  // 8 lanes: two half-table permutes, picked by bit 3.
-  const auto low3 =
-      hn::BitCast(di, hn::And(codes, hn::Set(hn::RebindToUnsigned<DF>(), 7u)));
-  const auto idx = hn::IndicesFromVec(df, low3);
-  const auto lo = hn::TableLookupLanes(hn::LoadU(df, lut), idx);
-  const auto hi = hn::TableLookupLanes(hn::LoadU(df, lut + 8), idx);
-  const auto upper =
-      hn::RebindMask(df, hn::Gt(hn::BitCast(di, codes), hn::Set(di, 7)));
+  // 8 lanes: two half-table permutes (vpermps reads bits 0-2), bit 3 picks.
+  (void)lut;
+  const auto idx = hn::IndicesFromVec(df, hn::BitCast(di, codes));
+  const auto lo = hn::TableLookupLanes(t.lo, idx);
+  const auto hi = hn::TableLookupLanes(t.hi, idx);
+  const hn::RebindToUnsigned<DF> du;
+  const auto upper = hn::RebindMask(
+      df,
+      hn::Ne(hn::And(hn::BitCast(du, codes), hn::Set(du, 8u)), hn::Zero(du)));
   return hn::IfThenElse(upper, hi, lo);
 #else
-  return hn::GatherIndex(df, lut, hn::BitCast(di, codes));
+  const auto idx =
+      hn::BitCast(di, hn::And(codes, hn::Set(hn::RebindToUnsigned<DF>(), 15u)));
+  return hn::Mul(hn::GatherIndex(df, lut, idx), hn::Set(df, t.amax));
 #endif
 }
 
 // The 2N weights of W at flat indices [i, i + 2N) (i even, all in one
-// block), scaled by amax, split into the even elements (high nibbles) and
-// the odd ones (low nibbles).
-HWY_INLINE void DecodePair(DF df, const Ctx4& k, int64_t i, hn::Vec<DF> amax,
+// block), split into the even elements (high nibbles) and the odd ones (low
+// nibbles).
+HWY_INLINE void DecodePair(DF df, const Ctx4& k, int64_t i, const ScaledLut& t,
                            hn::Vec<DF>* even, hn::Vec<DF>* odd) {
   const hn::RebindToUnsigned<DF> du32;
   const hn::Rebind<uint8_t, DF> du8;  // N bytes = 2N codes
   const auto b = hn::PromoteTo(du32, hn::LoadU(du8, k.packed + i / 2));
-  *even = hn::Mul(Lut16(df, k.lut, hn::ShiftRight<4>(b)), amax);
-  *odd = hn::Mul(Lut16(df, k.lut, hn::And(b, hn::Set(du32, 15u))), amax);
+  *even = Lut16(df, k.lut, t, hn::ShiftRight<4>(b));
+  *odd = Lut16(df, k.lut, t, b);
 }
 
 // kR weight rows x kM activation rows, full dot products over cols. The
 // activations are split into even and odd elements to match DecodePair, so
 // no nibble interleaving is needed (a dot product does not care about order).
+// Each accumulator sees the same operations whatever kM is, so y does not
+// depend on how many activation rows are computed together (batch-1 ==
+// batch-N). The next tile's bytes are prefetched while this one streams:
+// rows are short (1 KiB at 2048 columns) and the hardware prefetcher does
+// not cross the 4 KiB page boundary at each new tile.
 template <int kR, int kM>
 HWY_INLINE void Tile(const Ctx4& k, int64_t row, const float* x, int64_t t0,
                      int64_t wrows, float* y) {
@@ -107,15 +142,22 @@ HWY_INLINE void Tile(const Ctx4& k, int64_t row, const float* x, int64_t t0,
   hn::Vec<DF> acc[kR][kM];
   for (int r = 0; r < kR; ++r)
     for (int t = 0; t < kM; ++t) acc[r][t] = hn::Zero(df);
+  // Prefetch one cache line of the next tile per kR * 2N weights (16 bytes
+  // per row per step for N = 16: exactly the tile's size over its steps).
+  const uint8_t* next = k.packed + (row + kR) * cols / 2;
+  const int64_t pf_step = kR * N;  // bytes of this tile per step
+  int64_t pf = 0;
   // Block by block (cols and blocksize are multiples of 2N on this path), so
-  // each row's absmax is broadcast once per block.
+  // each row's table is scaled once per block.
   for (int64_t c0 = 0; c0 < cols; c0 += k.blocksize) {
-    hn::Vec<DF> amax[kR];
+    ScaledLut lut[kR];
     for (int r = 0; r < kR; ++r) {
-      amax[r] =
-          hn::Set(df, BlockAmax(k, ((row + r) * cols + c0) >> k.block_shift));
+      lut[r] = ScaleLut(df, k.lut,
+                        BlockAmax(k, ((row + r) * cols + c0) >> k.block_shift));
     }
     for (int64_t c = c0; c < c0 + k.blocksize; c += 2 * N) {
+      hwy::Prefetch(next + pf);
+      pf += pf_step;
       hn::Vec<DF> xe[kM], xo[kM];
       for (int t = 0; t < kM; ++t) {
         const float* xt = x + (t0 + t) * cols + c;
@@ -126,7 +168,7 @@ HWY_INLINE void Tile(const Ctx4& k, int64_t row, const float* x, int64_t t0,
       }
       for (int r = 0; r < kR; ++r) {
         hn::Vec<DF> we, wo;
-        DecodePair(df, k, (row + r) * cols + c, amax[r], &we, &wo);
+        DecodePair(df, k, (row + r) * cols + c, lut[r], &we, &wo);
         for (int t = 0; t < kM; ++t) {
           acc[r][t] = hn::MulAdd(we, xe[t], acc[r][t]);
           acc[r][t] = hn::MulAdd(wo, xo[t], acc[r][t]);
@@ -143,6 +185,10 @@ HWY_INLINE void Tile(const Ctx4& k, int64_t row, const float* x, int64_t t0,
 }
 
 #endif  // HWY_TARGET != HWY_SCALAR
+
+#if HWY_TARGET != HWY_SCALAR
+#include "kernels/gemm-inl.h"
+#endif
 
 inline int Log2(int64_t v) {
   int s = 0;
@@ -199,6 +245,36 @@ void MatMulRows4bitImpl(const WeightMatrix& w, const float* x, int64_t m,
   k.nested_absmax = w.nested_absmax;
   k.nested_offset = w.nested_offset;
   k.nested_shift = w.qabsmax ? Log2(w.nested_blocksize) : 0;
+  if (m >= kGemmMinTokens) {
+    // Many activation rows: decode panels once (even elements then odd ones
+    // per 2N, as DecodePair returns them), register-blocked f32 GEMM against
+    // activations arranged the same way: the same FMAs as Tile.
+    const int64_t panels = (r1 - r0) / kGemmRows;
+    GemmPanels(
+        [&](int64_t row, float* out) {
+          for (int64_t c0 = 0; c0 < cols; c0 += bs) {
+            const ScaledLut lut = ScaleLut(
+                df, k.lut, BlockAmax(k, (row * cols + c0) >> k.block_shift));
+            for (int64_t c = c0; c < c0 + bs; c += 2 * N) {
+              hn::Vec<DF> we, wo;
+              DecodePair(df, k, row * cols + c, lut, &we, &wo);
+              hn::Store(we, df, out + c);
+              hn::Store(wo, df, out + c + N);
+            }
+          }
+        },
+        [&](const float* xt, float* out) {
+          for (int64_t c = 0; c < cols; c += 2 * N) {
+            const auto lo = hn::LoadU(df, xt + c);
+            const auto hi = hn::LoadU(df, xt + c + N);
+            hn::Store(hn::ConcatEven(df, hi, lo), df, out + c);
+            hn::Store(hn::ConcatOdd(df, hi, lo), df, out + c + N);
+          }
+        },
+        [](int64_t) { return 1.0f; }, false, cols, w.rows, x, m, y, r0, panels);
+    r0 += panels * kGemmRows;
+    if (r0 >= r1) return;
+  }
   constexpr int64_t kTokenChunk = 64;
   for (int64_t tc = 0; tc < m; tc += kTokenChunk) {
     const int64_t te = std::min(m, tc + kTokenChunk);

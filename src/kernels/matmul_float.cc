@@ -1,10 +1,13 @@
 // SIMD matmul for unquantized weights (f32, bf16, f16): widen each weight
 // vector to f32 in registers and FMA against f32 activations.
 // Compiled once per Highway target (foreach_target), dispatched at run time.
+#include <algorithm>
 #include <cstring>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/matmul_float.cc"
+#include <hwy/aligned_allocator.h>
+#include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
@@ -17,9 +20,16 @@ namespace kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-struct F32Tag {};
-struct Bf16Tag {};
-struct F16Tag {};
+// Weight formats; sizeof(Tag) is the bytes per weight.
+struct F32Tag {
+  float v;
+};
+struct Bf16Tag {
+  uint16_t v;
+};
+struct F16Tag {
+  uint16_t v;
+};
 
 template <class DF>
 HWY_INLINE hn::Vec<DF> LoadWeights(DF df, F32Tag, const void* base, size_t i) {
@@ -63,8 +73,15 @@ HWY_INLINE void Tile(Tag tag, const void* w, int64_t cols, int64_t row,
   hn::Vec<decltype(df)> acc[kR][kM];
   for (int r = 0; r < kR; ++r)
     for (int t = 0; t < kM; ++t) acc[r][t] = hn::Zero(df);
+  // One line of the next tile per step: the tile is kR contiguous rows and
+  // the hardware prefetcher stops at each 4 KiB page.
+  const char* next = static_cast<const char*>(w) +
+                     (row + kR) * cols * static_cast<int64_t>(sizeof(Tag));
   size_t c = 0;
   for (; c + N <= static_cast<size_t>(cols); c += N) {
+    for (size_t b = 0; b < kR * N * sizeof(Tag); b += 64) {
+      hwy::Prefetch(next + c * kR * sizeof(Tag) + b);
+    }
     hn::Vec<decltype(df)> xv[kM];
     for (int t = 0; t < kM; ++t) xv[t] = hn::LoadU(df, x + (t0 + t) * cols + c);
     for (int r = 0; r < kR; ++r) {
@@ -84,9 +101,29 @@ HWY_INLINE void Tile(Tag tag, const void* w, int64_t cols, int64_t row,
   }
 }
 
+#include "kernels/gemm-inl.h"
+
 template <class Tag>
 void RowsImpl(Tag tag, const WeightMatrix& w, const float* x, int64_t m,
               float* y, int64_t r0, int64_t r1) {
+  const hn::ScalableTag<float> df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  if (m >= kGemmMinTokens && w.cols % N == 0) {
+    // Many activation rows: decode panels once, register-blocked f32 GEMM.
+    const int64_t panels = (r1 - r0) / kGemmRows;
+    const int64_t cols = w.cols;
+    GemmPanels(
+        [&](int64_t row, float* out) {
+          for (int64_t c = 0; c < cols; c += N) {
+            hn::Store(LoadWeights(df, tag, w.data, row * cols + c), df,
+                      out + c);
+          }
+        },
+        [](const float*, float*) {}, [](int64_t) { return 1.0f; }, true, cols,
+        w.rows, x, m, y, r0, panels);
+    r0 += panels * kGemmRows;
+    if (r0 >= r1) return;
+  }
   // Activations are processed in chunks that stay in L2 while the weight
   // rows of this thread stream past them.
   constexpr int64_t kTokenChunk = 64;

@@ -1,12 +1,14 @@
 // SIMD matmul for int8 row-wise weights (W8A16): each vector of N int8
-// weights is widened to f32 and scaled exactly as the reference,
-// f32(f32(q * SCB[r]) * f32(1/127)), then FMA'd with f32 activations.
+// weights is widened to f32 and FMA'd with f32 activations; the row scale
+// SCB[r] / 127 multiplies the finished sum.
 // Compiled once per Highway target (foreach_target), dispatched at run time.
 #include <algorithm>
 #include <vector>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/matmul_int8.cc"
+#include <hwy/aligned_allocator.h>
+#include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
@@ -22,7 +24,14 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 using DF = hn::ScalableTag<float>;
 
-// kR weight rows x kM activation rows, full dot products over cols.
+// kR weight rows x kM activation rows, full dot products over cols:
+// sum_c q[r, c] * x[t, c] in f32, then times SCB[r] / 127 once per output
+// (the scale is per row, so it factors out of the sum; the reference
+// multiplies each weight first, which differs only by rounding). Each
+// accumulator sees the same operations whatever kM is, so y does not depend
+// on how many activation rows are computed together (batch-1 == batch-N).
+// The next tile's bytes are prefetched while this one streams (the hardware
+// prefetcher stops at each 4 KiB page).
 template <int kR, int kM>
 HWY_INLINE void Tile(const WeightMatrix& w, int64_t row, const float* x,
                      int64_t t0, float* y) {
@@ -32,38 +41,63 @@ HWY_INLINE void Tile(const WeightMatrix& w, int64_t row, const float* x,
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t cols = w.cols;
   const int8_t* q = static_cast<const int8_t*>(w.data);
-  const auto inv127 = hn::Set(df, kInv127);
-  hn::Vec<DF> scb[kR];
-  for (int r = 0; r < kR; ++r) scb[r] = hn::Set(df, w.row_scale[row + r]);
+  const int8_t* next = q + (row + kR) * cols;
   hn::Vec<DF> acc[kR][kM];
   for (int r = 0; r < kR; ++r)
     for (int t = 0; t < kM; ++t) acc[r][t] = hn::Zero(df);
   int64_t c = 0;
   for (; c + N <= cols; c += N) {
+    hwy::Prefetch(next + c * kR);
     hn::Vec<DF> xv[kM];
     for (int t = 0; t < kM; ++t) xv[t] = hn::LoadU(df, x + (t0 + t) * cols + c);
     for (int r = 0; r < kR; ++r) {
-      const auto qi =
-          hn::PromoteTo(di32, hn::LoadU(di8, q + (row + r) * cols + c));
-      const auto wv = hn::Mul(hn::Mul(hn::ConvertTo(df, qi), scb[r]), inv127);
+      const auto wv = hn::ConvertTo(
+          df, hn::PromoteTo(di32, hn::LoadU(di8, q + (row + r) * cols + c)));
       for (int t = 0; t < kM; ++t) acc[r][t] = hn::MulAdd(wv, xv[t], acc[r][t]);
     }
   }
   for (int r = 0; r < kR; ++r) {
-    const float s = w.row_scale[row + r];
+    const float s = w.row_scale[row + r] * kInv127;
     for (int t = 0; t < kM; ++t) {
       float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
       for (int64_t cc = c; cc < cols; ++cc) {
-        const float wq = static_cast<float>(q[(row + r) * cols + cc]) * s;
-        sum += (wq * kInv127) * x[(t0 + t) * cols + cc];
+        sum += static_cast<float>(q[(row + r) * cols + cc]) *
+               x[(t0 + t) * cols + cc];
       }
-      y[(t0 + t) * w.rows + row + r] = sum;
+      y[(t0 + t) * w.rows + row + r] = sum * s;
     }
   }
 }
 
+#include "kernels/gemm-inl.h"
+
 void MatMulRowsInt8Impl(const WeightMatrix& w, const float* x, int64_t m,
                         float* y, int64_t r0, int64_t r1) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  if (m >= kGemmMinTokens && w.cols % N == 0) {
+    // Many activation rows: decode panels once, register-blocked f32 GEMM
+    // (same arithmetic as Tile: integer-valued f32 weights, scale at the end).
+    const hn::RebindToSigned<DF> di32;
+    const hn::Rebind<int8_t, DF> di8;
+    const int64_t panels = (r1 - r0) / kGemmRows;
+    const int64_t cols = w.cols;
+    const int8_t* q = static_cast<const int8_t*>(w.data);
+    GemmPanels(
+        [&](int64_t row, float* out) {
+          for (int64_t c = 0; c < cols; c += N) {
+            hn::Store(hn::ConvertTo(
+                          df, hn::PromoteTo(
+                                  di32, hn::LoadU(di8, q + row * cols + c))),
+                      df, out + c);
+          }
+        },
+        [](const float*, float*) {},
+        [&](int64_t row) { return w.row_scale[row] * kInv127; }, true, cols,
+        w.rows, x, m, y, r0, panels);
+    r0 += panels * kGemmRows;
+    if (r0 >= r1) return;
+  }
   constexpr int64_t kTokenChunk = 64;
   for (int64_t tc = 0; tc < m; tc += kTokenChunk) {
     const int64_t te = std::min(m, tc + kTokenChunk);

@@ -1,6 +1,7 @@
 #include "util/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
 
 namespace bioquant {
@@ -24,26 +25,50 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
+namespace {
+// Spins until pred() or ~kSpinUs microseconds have passed; true if pred().
+template <class Pred>
+bool SpinFor(Pred pred) {
+  constexpr int64_t kSpinUs = 200;
+  const auto until =
+      std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinUs);
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (pred()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    if (std::chrono::steady_clock::now() > until) return false;
+  }
+}
+}  // namespace
+
 void ThreadPool::WorkerLoop(int index) {
   size_t seen = 0;
   for (;;) {
-    const std::function<void(int)>* task;
-    {
+    auto started = [&] {
+      return stop_.load(std::memory_order_acquire) ||
+             generation_.load(std::memory_order_acquire) != seen;
+    };
+    if (!SpinFor(started)) {
       std::unique_lock<std::mutex> lock(mu_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      task = task_;
+      start_cv_.wait(lock, started);
     }
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = generation_.load(std::memory_order_acquire);
+    const std::function<void(int)>* task = task_;
     try {
       (*task)(index);
     } catch (...) {
       std::lock_guard<std::mutex> lock(mu_);
       if (!error_) error_ = std::current_exception();
     }
-    {
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      // The caller may be asleep on done_cv_: notify under the mutex so the
+      // wake-up cannot slip between its check and its wait.
       std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_cv_.notify_one();
+      done_cv_.notify_one();
     }
   }
 }
@@ -56,9 +81,9 @@ void ThreadPool::RunOnAll(const std::function<void(int)>& fn) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     task_ = &fn;
-    pending_ = num_threads_ - 1;
+    pending_.store(num_threads_ - 1, std::memory_order_relaxed);
     error_ = nullptr;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   start_cv_.notify_all();
   std::exception_ptr mine;
@@ -67,10 +92,14 @@ void ThreadPool::RunOnAll(const std::function<void(int)>& fn) {
   } catch (...) {
     mine = std::current_exception();
   }
+  auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
   std::exception_ptr err;
-  {
+  if (!SpinFor(done)) {
     std::unique_lock<std::mutex> lock(mu_);
-    done_cv_.wait(lock, [&] { return pending_ == 0; });
+    done_cv_.wait(lock, done);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
     task_ = nullptr;
     err = error_;
   }

@@ -60,8 +60,9 @@ TEST(MatMulFloatTest, MatchesReferenceOnEveryTarget) {
   ASSERT_GE(kernels::NumFloatTargets(), 1);
   for (WeightFormat f :
        {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kF16}) {
-    for (Case c : {Case{1, 1, 1}, Case{7, 33, 1}, Case{8, 64, 5},
-                   Case{13, 172, 9}, Case{64, 256, 4}, Case{5, 1000, 70}}) {
+    for (Case c :
+         {Case{1, 1, 1}, Case{7, 33, 1}, Case{8, 64, 5}, Case{13, 172, 9},
+          Case{64, 256, 4}, Case{5, 1000, 70}, Case{37, 1536, 70}}) {
       Check(f, c);
     }
   }

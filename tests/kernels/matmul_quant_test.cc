@@ -11,9 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "kernels/matmul.h"
 #include "kernels/matmul_4bit.h"
 #include "kernels/matmul_int8.h"
 #include "quant/bnb.h"
+#include "quant/half.h"
 #include "util/error.h"
 
 namespace bioquant {
@@ -90,9 +92,9 @@ TEST(MatMulQuantTest, Int8MatchesReferenceOnEveryTarget) {
     names += std::string(" ") + hwy::TargetName(t);
   }
   std::printf("Highway targets tested:%s\n", names.c_str());
-  for (const Case& c :
-       {Case{1, 1, 1, 0}, Case{7, 33, 1, 0}, Case{8, 64, 5, 0},
-        Case{13, 172, 9, 0}, Case{64, 256, 4, 0}, Case{5, 1000, 70, 0}}) {
+  for (const Case& c : {Case{1, 1, 1, 0}, Case{7, 33, 1, 0}, Case{8, 64, 5, 0},
+                        Case{13, 172, 9, 0}, Case{64, 256, 4, 0},
+                        Case{5, 1000, 70, 0}, Case{37, 1536, 70, 0}}) {
     const auto wf = Gaussian(c.rows * c.cols, 11 + c.cols, 0.05f);
     const auto x = Gaussian(c.m * c.cols, 17 + c.rows, 1.0f);
     const QuantizedInt8 q = QuantizeInt8Rows(wf.data(), c.rows, c.cols);
@@ -107,7 +109,7 @@ TEST(MatMulQuantTest, FourBitMatchesReferenceOnEveryTarget) {
   for (const Case& c :
        {Case{1, 64, 1, 64}, Case{8, 128, 5, 64}, Case{13, 256, 9, 32},
         Case{64, 512, 4, 128}, Case{6, 1024, 70, 1024}, Case{33, 47, 3, 64},
-        Case{7, 96, 2, 64}, Case{5, 4096, 1, 4096}}) {
+        Case{7, 96, 2, 64}, Case{5, 4096, 1, 4096}, Case{37, 1536, 70, 64}}) {
     for (WeightFormat f : {WeightFormat::kNF4, WeightFormat::kFP4}) {
       for (bool dq : {false, true}) {
         const auto wf = Gaussian(c.rows * c.cols, 3 + c.cols, 0.02f);
@@ -186,6 +188,34 @@ TEST(MatMulQuantTest, WrongFormatIsAnError) {
                Error);
   EXPECT_THROW(kernels::MatMulRowsInt8(f32, x.data(), 1, y.data(), 0, 4),
                Error);
+}
+
+// What batched decoding relies on: the output for one activation row is the
+// same bits whether it is computed alone or together with others (m = 1 vs
+// m = 9, which runs the 4-token and 1-token tiles).
+TEST(MatMulQuantTest, OutputOfARowDoesNotDependOnTheOtherRows) {
+  const int64_t rows = 21, cols = 1024, m = 11;
+  const auto wf = Gaussian(rows * cols, 7, 0.1f);
+  const auto x = Gaussian(m * cols, 8, 1.0f);
+  const Quantized4bit q4 = Quantize4bit(
+      wf.data(), {rows, cols}, WeightFormat::kNF4, QuantParams{64, true});
+  const QuantizedInt8 q8 = QuantizeInt8Rows(wf.data(), rows, cols);
+  std::vector<uint16_t> bf(rows * cols);
+  for (size_t i = 0; i < bf.size(); ++i) bf[i] = F32ToBf16(wf[i]);
+  WeightMatrix wb;
+  wb.format = WeightFormat::kBF16;
+  wb.rows = rows;
+  wb.cols = cols;
+  wb.data = bf.data();
+  for (const WeightMatrix& w : {q4.View(), q8.View(), wb}) {
+    std::vector<float> all(m * rows), one(rows), each(m * rows);
+    MatMul(w, x.data(), m, all.data(), nullptr);
+    for (int64_t t = 0; t < m; ++t) {
+      MatMul(w, x.data() + t * cols, 1, one.data(), nullptr);
+      std::copy(one.begin(), one.end(), each.begin() + t * rows);
+    }
+    EXPECT_EQ(all, each) << FormatName(w.format);
+  }
 }
 
 }  // namespace
