@@ -100,6 +100,10 @@ int RunEvalCommand(int argc, char** argv) {
       ->default_val(0);
   app.add_option("--threads", o.threads, "worker threads (0 = all cores)")
       ->default_val(0);
+  app.add_option("--batch", o.batch,
+                 "examples generated together (self-consistency: the N "
+                 "samples of one example); results do not depend on it")
+      ->default_val(4);
   app.add_option("--seed", o.seed, "seed for demonstrations and sampling")
       ->default_val(0);
   app.add_option("--max-new-tokens", o.max_new_tokens,

@@ -71,8 +71,9 @@ MachineLimits MeasureMachine(int threads) {
 
 std::vector<BenchResult> RunBench(Engine& engine, const std::string& precision,
                                   int p, int n, int reps,
-                                  double machine_read_gb_s) {
+                                  double machine_read_gb_s, int batch) {
   if (p < 0 || n < 0 || reps < 1) Fail("bench: -p/-n must be >= 0 and -r >= 1");
+  if (batch < 1) Fail("bench: -b {}: the batch must be >= 1", batch);
   const int64_t V = engine.config().vocab_size;
   std::mt19937 rng(1);
   std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(V - 1));
@@ -99,21 +100,33 @@ std::vector<BenchResult> RunBench(Engine& engine, const std::string& precision,
     BenchResult r;
     r.precision = precision;
     r.test = "tg" + std::to_string(n);
-    for (int rep = -1; rep < reps; ++rep) {
-      engine.ResetCache();
-      int32_t t = tok(rng);
-      Stopwatch sw;
-      for (int i = 0; i < n; ++i) {
-        engine.Forward(&t, 1, logits.data());
-        t = static_cast<int32_t>(
-            std::max_element(logits.begin(), logits.end()) - logits.begin());
+    r.batch = batch;
+    // Each sequence starts from one random token and decodes n more greedily
+    // (n forward steps: the last sampled token is not fed), eos ignored.
+    std::vector<GenerateRequest> reqs(batch);
+    for (int rep = -1; rep < reps; ++rep) {  // rep -1 is the warm-up
+      for (auto& q : reqs) {
+        q.prompt_ids = {tok(rng)};
+        q.max_new_tokens = n + 1;
+        q.ignore_eos = true;
       }
-      const double tps = n * 1000.0 / sw.ElapsedMs();
-      if (rep >= 0) r.runs.push_back(tps);
+      const std::vector<GenerateResult> res = engine.GenerateBatch(reqs);
+      double ms = 0;
+      int64_t tokens = 0;
+      for (const auto& g : res) {
+        ms = std::max(ms, g.timings.decode_ms);
+        tokens += g.timings.decode_tokens;
+      }
+      if (rep >= 0) r.runs.push_back(tokens * 1000.0 / ms);
     }
     MeanSd(r.runs, &r.tokens_per_s, &r.sd);
     r.weight_bytes_per_token = engine.WeightBytesPerToken();
-    r.bandwidth_gb_s = r.weight_bytes_per_token * r.tokens_per_s / 1e9;
+    // A step decodes `batch` tokens and reads the weights once per group of
+    // at most Decoder::kMaxBatchRows sequences.
+    const int64_t reads =
+        (batch + Decoder::kMaxBatchRows - 1) / Decoder::kMaxBatchRows;
+    r.bandwidth_gb_s = static_cast<double>(r.weight_bytes_per_token) * reads *
+                       r.tokens_per_s / batch / 1e9;
     if (machine_read_gb_s > 0)
       r.roofline_fraction = r.bandwidth_gb_s / machine_read_gb_s;
     out.push_back(r);

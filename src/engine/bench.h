@@ -29,16 +29,19 @@ struct BenchResult {
   double tokens_per_s = 0, sd = 0;
   std::vector<double> runs;
   uint64_t weight_bytes_per_token = 0;
-  double bandwidth_gb_s = 0;     // tg: bytes/token x tokens/s
+  double bandwidth_gb_s = 0;     // tg: weight bytes read per second
   double roofline_fraction = 0;  // tg: bandwidth / machine read bandwidth
   nlohmann::json ToJson() const;
 };
 
-// Runs pp (prompt of `p` tokens) and tg (`n` decoded tokens) `reps` times
-// each after one warm-up; `machine_read_gb_s` (0 = unknown) gives the
-// roofline fraction.
+// Runs pp (prompt of `p` tokens, one sequence) and tg (`n` tokens decoded by
+// each of `batch` sequences together, through Engine::GenerateBatch)
+// `reps` times each after one warm-up. tg's tokens/s is the aggregate,
+// batch x n / wall time, and its bandwidth counts the weights read once per
+// forward step of up to 8 sequences. `machine_read_gb_s` (0 = unknown) gives
+// the roofline fraction.
 std::vector<BenchResult> RunBench(Engine& engine, const std::string& precision,
                                   int p, int n, int reps,
-                                  double machine_read_gb_s);
+                                  double machine_read_gb_s, int batch = 1);
 
 }  // namespace bioquant

@@ -18,11 +18,19 @@
 namespace bioquant {
 
 class Tokenizer;
+class PrefixCache;
 
 struct EngineOptions {
   std::string model_dir;
   PrecisionSpec precision;
   int threads = 0;  // 0 = all cores
+  // Budget of the prefix cache (KV of recent prompts, reused by prompts that
+  // start the same way; see engine/prefix_cache.h), counted in the ledger's
+  // kv_cache_bytes. 0 (the default: a one-shot generate gains nothing from
+  // it) keeps none. The study runner turns it on. Never at llm-int8 (see
+  // Engine::Load). Identical prompts within one GenerateBatch share their
+  // prefill either way: exact, and nothing is kept.
+  uint64_t prefix_cache_bytes = 0;
 };
 
 struct GenerateRequest {
@@ -35,12 +43,17 @@ struct GenerateRequest {
   std::function<bool(const std::string&)> on_text;
 };
 
+// Per request. In a batch, prefill_ms is the request's own prefill (prompts
+// are prefilled one after another) and decode_ms the wall time of the shared
+// decode loop from its start until this request finished: the time its user
+// waited, not a share of the work.
 struct Timings {
   double load_ms = 0;
   double prefill_ms = 0;
   double decode_ms = 0;
-  int64_t prefill_tokens = 0;
-  int64_t decode_tokens = 0;
+  int64_t prefill_tokens = 0;  // prompt tokens computed
+  int64_t reused_tokens = 0;   // prompt positions whose KV was reused
+  int64_t decode_tokens = 0;   // forward steps after the prefill
   double prefill_tokens_per_s() const;
   double decode_tokens_per_s() const;
 };
@@ -57,7 +70,10 @@ struct MemoryLedger {
   uint64_t weights_bytes = 0;           // every weight, exact (formats.h)
   uint64_t weights_resident_bytes = 0;  // converted/quantized, owned
   uint64_t weights_mapped_bytes = 0;    // used in place from the mmap
+  // Every KV cache the engine holds: the sequences' (kept between calls) and
+  // the prefix cache, of which prefix_cache_bytes.
   uint64_t kv_cache_bytes = 0;
+  uint64_t prefix_cache_bytes = 0;
   uint64_t scratch_bytes = 0;
   uint64_t peak_rss_bytes = 0;
   nlohmann::json ToJson() const;
@@ -86,7 +102,17 @@ class Engine {
                   const std::string& date, const std::string& template_text,
                   std::string* out) const;
 
+  // One request: GenerateBatch of one.
   GenerateResult Generate(const GenerateRequest& req);
+  // Several independent requests, each with its own KV cache, sampler
+  // (seed), stop strings, eos handling, token limit and callback; results in
+  // request order. Prompts are prefilled one at a time (reusing cached
+  // prefixes; identical prompts in the batch are computed once), then all
+  // live sequences decode together, one token each per forward call in
+  // groups of at most Decoder::kMaxBatchRows, dropping out as they finish.
+  // Each result is bit-identical to what the request gives alone.
+  std::vector<GenerateResult> GenerateBatch(
+      const std::vector<GenerateRequest>& reqs);
   // Logits at every position [ids.size(), vocab], feeding `chunk` tokens per
   // forward call (0 = all at once).
   std::vector<float> Logits(const std::vector<int32_t>& ids, int64_t chunk = 0);
@@ -107,7 +133,9 @@ class Engine {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Decoder> decoder_;
-  KVCache cache_;
+  KVCache cache_;                    // Logits and the low-level Forward
+  std::vector<KVCache> seq_caches_;  // GenerateBatch, one per request slot
+  std::unique_ptr<PrefixCache> prefix_cache_;  // null: no cross-request reuse
   std::vector<int32_t> eos_ids_;
   double load_ms_ = 0;
 };

@@ -198,10 +198,14 @@ PrecisionPlan PredictCpu(const PlanModel& m, const PlanOptions& o,
       4ull * P *
       (2 * H + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * I + std::max(H, I)) * B;
   const int threads = o.threads > 0 ? o.threads : std::max(1, LogicalCores());
-  const uint64_t scores = 4ull * threads * DoublingCapacity(P, ctx, 0) * B;
+  // Per-thread kernel scratch (not in the engine's ledger): the prefill
+  // GEMM's decoded panel [8, cols] and 4-bit activation chunk (<= 1 MiB,
+  // kernels/gemm-inl.h); attention needs only a fixed stack tile.
+  const uint64_t kernel_scratch =
+      threads * (4ull * 8 * std::max(H, I) + (1ull << 20));
   const uint64_t logits = 4ull * c.vocab_size * B;   // Generate's [vocab]
   const uint64_t sampler = 8ull * c.vocab_size * B;  // (logit, id) pairs
-  const uint64_t activations = scratch + scores + logits + sampler;
+  const uint64_t activations = scratch + kernel_scratch + logits + sampler;
 
   // Pages of converted tensors that stay mapped: only norms and biases
   // (Linear and embedding pages are released after conversion).
@@ -227,7 +231,7 @@ PrecisionPlan PredictCpu(const PlanModel& m, const PlanOptions& o,
               {"weights_mapped", in_place},
               {"kv_capacity_positions", kv_cap},
               {"scratch", scratch},
-              {"attention_scores", scores},
+              {"kernel_scratch", kernel_scratch},
               {"logits", logits},
               {"sampler", sampler},
               {"process_baseline", kCpuProcessBaselineBytes},

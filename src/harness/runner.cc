@@ -61,7 +61,8 @@ void WriteManifest(const EvalOptions& o, const std::string& fingerprint,
                         {"limit", o.limit},
                         {"split_per_task", task_split},
                         {"threads", o.threads},
-                        {"batch", 1}}},
+                        {"batch", o.batch},
+                        {"prefix_cache_bytes", o.prefix_cache_bytes}}},
                       {"machine",
                        {{"cpu", CpuModelName()},
                         {"logical_cores", LogicalCores()},
@@ -108,6 +109,7 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
   }
   if (o.out_dir.empty()) Fail("--out is required");
   if (o.precisions.empty()) Fail("--precisions: no precision given");
+  if (o.batch < 1) Fail("--batch {}: must be >= 1", o.batch);
   for (const auto& p : o.precisions) ResolveLinearFormat(p, "bfloat16");
   std::vector<const TaskInfo*> tasks;
   for (const auto& t : o.tasks) tasks.push_back(&FindTask(t));
@@ -180,6 +182,7 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
     eo.precision.quant = o.quant;
     eo.precision.skip_modules = o.skip_modules;
     eo.threads = o.threads;
+    eo.prefix_cache_bytes = o.prefix_cache_bytes;
     ResetPeakRss();
     std::unique_ptr<Engine> engine;  // loaded only if something is left to do
     double load_ms = 0;
@@ -237,17 +240,16 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
         const int max_new = spec.kind == StrategyKind::kCot || multi
                                 ? o.max_new_tokens_cot
                                 : o.max_new_tokens;
-        Stopwatch sw;
-        for (const Example* ex : todo) {
-          if (stop) break;
+        // The prompt ids of one example (its samples share them).
+        auto encode = [&](const Example& ex, std::string* text) {
           std::vector<Example> demos;
           if (spec.kind == StrategyKind::kFewShot) {
-            demos = SelectDemos(*task, spec, *ex, pool, o.seed, rank.get());
+            demos = SelectDemos(*task, spec, ex, pool, o.seed, rank.get());
           }
           const Prompt prompt =
-              user_tmpl ? BuildPromptFromTemplate(*user_tmpl, *task, *ex, demos)
-                        : BuildPrompt(*task, *ex, spec, demos);
-          std::string text = prompt.text;
+              user_tmpl ? BuildPromptFromTemplate(*user_tmpl, *task, ex, demos)
+                        : BuildPrompt(*task, ex, spec, demos);
+          *text = prompt.text;
           bool add_special = true;
           if (use_chat) {
             nlohmann::json messages = nlohmann::json::array();
@@ -257,53 +259,89 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
             }
             messages.push_back({{"role", "user"}, {"content", prompt.user}});
             try {
-              engine->RenderChat(messages, true, date, "", &text);
+              engine->RenderChat(messages, true, date, "", text);
             } catch (const Error&) {
               // Templates that refuse a system message (gemma-2): fold it
               // into the user turn, as users of such models do.
               messages = nlohmann::json::array(
                   {{{"role", "user"}, {"content", prompt.text}}});
-              engine->RenderChat(messages, true, date, "", &text);
+              engine->RenderChat(messages, true, date, "", text);
             }
             add_special = false;
           }
-          const std::vector<int32_t> ids =
-              engine->RequireTokenizer().Encode(text, add_special);
-          for (const SampleSpec& s : samples) {
+          return engine->RequireTokenizer().Encode(*text, add_special);
+        };
+        // One GenerateBatch call per group: `batch` examples, or the samples
+        // of one self-consistency example.
+        const size_t group = multi ? 1 : static_cast<size_t>(o.batch);
+        Stopwatch sw;
+        for (size_t g0 = 0; g0 < todo.size() && !stop; g0 += group) {
+          const size_t g1 = std::min(todo.size(), g0 + group);
+          struct Pending {
+            const Example* ex;
+            std::string text;  // the prompt as rendered
+            int64_t tokens_in;
             GenerationRow row;
-            row.key = {precision, task->id, sname,
-                       templ,     ex->id,   multi ? s.index + 1 : 0};
-            if (store->Has(row.key)) continue;
-            GenerateRequest req;
-            req.prompt_ids = ids;
-            req.max_new_tokens = max_new;
-            req.sampling.temperature = static_cast<float>(s.temperature);
-            req.sampling.seed = s.seed;
-            Stopwatch gw;
-            const GenerateResult r = engine->Generate(req);
-            row.latency_ms = gw.ElapsedMs();
+          };
+          std::vector<Pending> pending;
+          std::vector<GenerateRequest> reqs;
+          for (size_t e = g0; e < g1; ++e) {
+            const Example* ex = todo[e];
+            std::string text;
+            const std::vector<int32_t> ids = encode(*ex, &text);
+            for (const SampleSpec& s : samples) {
+              GenerationRow row;
+              row.key = {precision, task->id, sname,
+                         templ,     ex->id,   multi ? s.index + 1 : 0};
+              if (store->Has(row.key)) continue;
+              row.seed = static_cast<int64_t>(s.seed);
+              pending.push_back(
+                  {ex, text, static_cast<int64_t>(ids.size()), row});
+              GenerateRequest req;
+              req.prompt_ids = ids;
+              req.max_new_tokens = max_new;
+              req.sampling.temperature = static_cast<float>(s.temperature);
+              req.sampling.seed = s.seed;
+              reqs.push_back(std::move(req));
+            }
+          }
+          Stopwatch gw;
+          const std::vector<GenerateResult> results =
+              reqs.empty() ? std::vector<GenerateResult>()
+                           : engine->GenerateBatch(reqs);
+          // Rows of one call share its wall time: latency_ms is the call's
+          // time divided by the rows it produced (per-row prefill_ms and
+          // decode_ms are the request's own, see engine/engine.h Timings).
+          const double latency_ms =
+              gw.ElapsedMs() / std::max<size_t>(1, results.size());
+          for (size_t k = 0; k < results.size(); ++k) {
+            const GenerateResult& r = results[k];
+            const Example& ex = *pending[k].ex;
+            GenerationRow& row = pending[k].row;
+            row.latency_ms = latency_ms;
             row.compute = ComputeName(engine->weights());
-            row.prompt_hash = Fnv1aHex(text);
+            row.prompt_hash = Fnv1aHex(pending[k].text);
             row.raw_output = r.text;
             const Parsed parsed =
-                ParseOutput(*task, r.text, ex->options, ParseMode::kFlexible,
+                ParseOutput(*task, r.text, ex.options, ParseMode::kFlexible,
                             NerStyleFromName(o.ner_style));
             row.parse_ok = parsed.ok;
             row.parse_reason = parsed.reason;
             row.parsed =
                 parsed.ok ? nlohmann::json(parsed.labels) : nlohmann::json();
-            row.gold = GoldJson(*task, *ex);
-            row.tokens_in = static_cast<int64_t>(ids.size());
+            row.gold = GoldJson(*task, ex);
+            row.tokens_in = pending[k].tokens_in;
             row.tokens_out = static_cast<int64_t>(r.output_ids.size());
             row.prefill_ms = r.timings.prefill_ms;
             row.decode_ms = r.timings.decode_ms;
-            row.seed = static_cast<int64_t>(s.seed);
             store->Put(row);
             summary.generated++;
           }
-          pr.done++;
-          pr.elapsed_s = sw.ElapsedMs() / 1000.0;
-          progress(pr);
+          for (size_t e = g0; e < g1; ++e) {
+            pr.done++;
+            pr.elapsed_s = sw.ElapsedMs() / 1000.0;
+            progress(pr);
+          }
         }
         const MemoryLedger mem = engine->Memory();
         MeasurementRow m;
@@ -316,7 +354,9 @@ EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
         m.kv_cache_bytes = static_cast<int64_t>(mem.kv_cache_bytes);
         m.scratch_bytes = static_cast<int64_t>(mem.scratch_bytes);
         m.threads = engine->threads();
-        m.batch = 1;
+        // Requests per GenerateBatch call (at most; the last call of a cell
+        // may hold fewer).
+        m.batch = multi ? spec.n : o.batch;
         m.examples = static_cast<int64_t>(examples.size());
         store->PutMeasurement(m);
       }

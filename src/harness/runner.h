@@ -26,6 +26,14 @@ struct EvalOptions {
   std::string out_dir;
   int64_t limit = 0;  // first N examples of the split (0 = all)
   int threads = 0;
+  // Examples generated together (one Engine::GenerateBatch call); the
+  // self-consistency samples of one example always form one call of their
+  // own. Results do not depend on it (tested); rows are stored after each
+  // call, so a kill loses at most one call's rows.
+  int batch = 4;
+  // The engine's prefix cache (engine.h EngineOptions): prompts of a task
+  // share instructions and templates. Results do not depend on it (tested).
+  uint64_t prefix_cache_bytes = 1ull << 30;
   uint64_t seed = 0;
   int max_new_tokens = 128;      // direct answers
   int max_new_tokens_cot = 384;  // chain-of-thought and self-consistency
@@ -62,9 +70,9 @@ struct EvalSummary {
   std::vector<std::string> warnings;  // e.g. a task with no demonstrations
 };
 
-// Runs the study. `stop` is polled between completions (Ctrl-C); `progress`
-// is called after each completion. Throws Error on bad input before
-// touching the store.
+// Runs the study. `stop` is polled between batches (Ctrl-C); `progress` is
+// called after each example. Throws Error on bad input before touching the
+// store.
 EvalSummary RunEval(const EvalOptions& o, const std::atomic<bool>& stop,
                     const std::function<void(const EvalProgress&)>& progress);
 
