@@ -31,7 +31,7 @@ constexpr int kGemmToks = 2;
 // per k-chunk: a panel's k-chunk stays in L1 across token tiles.
 constexpr int64_t kGemmChunkBytes = 1 << 20;
 constexpr int64_t kGemmMaxTokChunk = 256;
-constexpr int64_t kGemmColChunk = 512;
+constexpr int64_t kGemmColChunk = 1024;
 // Fewer activation rows than this use the decode-in-registers tiles.
 constexpr int64_t kGemmMinTokens = 8;
 
@@ -54,7 +54,10 @@ HWY_INLINE void GemmTile(const float* HWY_RESTRICT w, int64_t ldw,
   }
   for (int64_t c = c0; c < c1; c += N) {
     hn::Vec<GemmDF> xv[kM];
-    for (int t = 0; t < kM; ++t) xv[t] = hn::LoadU(df, x + t * ldx + c);
+    for (int t = 0; t < kM; ++t) {
+      hwy::Prefetch(x + t * ldx + c + 4 * N);  // activations stream from L2
+      xv[t] = hn::LoadU(df, x + t * ldx + c);
+    }
     for (int r = 0; r < kR; ++r) {
       auto wv = hn::Load(df, w + r * ldw + c);
 #if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128
@@ -84,10 +87,14 @@ HWY_INLINE void GemmTile(const float* HWY_RESTRICT w, int64_t ldw,
 // the micro-kernel pairs with `arrange`d activations; `arrange(x_row, out)`
 // writes one activation row in that order (identity for most formats);
 // `row_scale(row)` multiplies each finished sum. Requires cols % N == 0.
+// `raw` + row * raw_row_bytes is where row `row`'s stored bytes start (rows
+// are contiguous in every format): the next panel's bytes are prefetched
+// while this panel computes, so decoding reads L2, not DRAM.
 template <class Decode, class Arrange, class RowScale>
 void GemmPanels(const Decode& decode, const Arrange& arrange,
-                const RowScale& row_scale, bool identity_x, int64_t cols,
-                int64_t wrows, const float* x, int64_t m, float* y, int64_t r0,
+                const RowScale& row_scale, bool identity_x, const void* raw,
+                int64_t raw_row_bytes, int64_t cols, int64_t wrows,
+                const float* x, int64_t m, float* y, int64_t r0,
                 int64_t panels) {
   const GemmDF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
@@ -105,7 +112,10 @@ void GemmPanels(const Decode& decode, const Arrange& arrange,
   };
   const int64_t tok_chunk = std::clamp<int64_t>(
       kGemmChunkBytes / (cols * 4) / kM * kM, kM, kGemmMaxTokChunk);
-  grow(wbuf, wcap, kR * cols);
+  // Panel rows 64 bytes more than a multiple of 4 KiB apart would alias in
+  // L1 (8 rows on the same sets); pad the stride by one line.
+  const int64_t ldw = cols + 64 / static_cast<int64_t>(sizeof(float));
+  grow(wbuf, wcap, kR * ldw);
   const int64_t tiles = (tok_chunk + kM - 1) / kM;
   grow(accbuf, acccap, tiles * kR * kM * N);
   if (!identity_x) grow(xbuf, xcap, tok_chunk * cols);
@@ -122,20 +132,36 @@ void GemmPanels(const Decode& decode, const Arrange& arrange,
     for (int64_t p = 0; p < panels; ++p) {
       const int64_t row = r0 + p * kR;
       for (int r = 0; r < kR; ++r) {
-        decode(row + r, wbuf.get() + r * cols);
+        decode(row + r, wbuf.get() + r * ldw);
         scale[r] = row_scale(row + r);
       }
+      // Prefetch the next panel's stored bytes, spread over this panel's
+      // tile calls.
+      const char* next = static_cast<const char*>(raw) +
+                         (p + 1 < panels ? row + kR : row) * raw_row_bytes;
+      const int64_t next_bytes = p + 1 < panels ? kR * raw_row_bytes : 0;
+      const int64_t calls = ((cols + kGemmColChunk - 1) / kGemmColChunk) *
+                            ((te - tc + kM - 1) / kM);
+      const int64_t pf_per_call = (next_bytes / 64 + calls - 1) / calls;
+      int64_t pf = 0;
+      auto prefetch = [&] {
+        for (int64_t i = 0; i < pf_per_call && pf < next_bytes; ++i, pf += 64) {
+          hwy::Prefetch(next + pf);
+        }
+      };
       for (int64_t c0 = 0; c0 < cols; c0 += kGemmColChunk) {
         const int64_t c1 = std::min(cols, c0 + kGemmColChunk);
         const bool first = c0 == 0, last = c1 == cols;
         int64_t t = tc, tile = 0;
         for (; t + kM <= te; t += kM, ++tile) {
-          GemmTile<kR, kM>(wbuf.get(), cols, xc + (t - tc) * cols, cols, c0, c1,
+          prefetch();
+          GemmTile<kR, kM>(wbuf.get(), ldw, xc + (t - tc) * cols, cols, c0, c1,
                            accbuf.get() + tile * kR * kM * N, first, last,
                            scale, y + t * wrows + row, wrows);
         }
         for (; t < te; ++t, ++tile) {
-          GemmTile<kR, 1>(wbuf.get(), cols, xc + (t - tc) * cols, cols, c0, c1,
+          prefetch();
+          GemmTile<kR, 1>(wbuf.get(), ldw, xc + (t - tc) * cols, cols, c0, c1,
                           accbuf.get() + tile * kR * kM * N, first, last, scale,
                           y + t * wrows + row, wrows);
         }

@@ -271,7 +271,8 @@ void MatMulRows4bitImpl(const WeightMatrix& w, const float* x, int64_t m,
             hn::Store(hn::ConcatOdd(df, hi, lo), df, out + c + N);
           }
         },
-        [](int64_t) { return 1.0f; }, false, cols, w.rows, x, m, y, r0, panels);
+        [](int64_t) { return 1.0f; }, false, w.data, cols / 2, cols, w.rows, x,
+        m, y, r0, panels);
     r0 += panels * kGemmRows;
     if (r0 >= r1) return;
   }

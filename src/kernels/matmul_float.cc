@@ -119,8 +119,9 @@ void RowsImpl(Tag tag, const WeightMatrix& w, const float* x, int64_t m,
                       out + c);
           }
         },
-        [](const float*, float*) {}, [](int64_t) { return 1.0f; }, true, cols,
-        w.rows, x, m, y, r0, panels);
+        [](const float*, float*) {}, [](int64_t) { return 1.0f; }, true, w.data,
+        cols * static_cast<int64_t>(sizeof(Tag)), cols, w.rows, x, m, y, r0,
+        panels);
     r0 += panels * kGemmRows;
     if (r0 >= r1) return;
   }

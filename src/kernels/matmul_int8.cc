@@ -93,8 +93,8 @@ void MatMulRowsInt8Impl(const WeightMatrix& w, const float* x, int64_t m,
           }
         },
         [](const float*, float*) {},
-        [&](int64_t row) { return w.row_scale[row] * kInv127; }, true, cols,
-        w.rows, x, m, y, r0, panels);
+        [&](int64_t row) { return w.row_scale[row] * kInv127; }, true, w.data,
+        cols, cols, w.rows, x, m, y, r0, panels);
     r0 += panels * kGemmRows;
     if (r0 >= r1) return;
   }
