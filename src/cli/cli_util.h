@@ -43,6 +43,7 @@ struct ModelFlags {
   std::string skip_modules;
   int threads = 0;
   float llm_int8_threshold = 6.0f;
+  std::string compute = "f32";
 
   void Add(CLI::App& app, bool with_precision = true) {
     app.add_option("--model", model, "Hugging Face checkpoint directory")
@@ -63,6 +64,10 @@ struct ModelFlags {
     }
     app.add_option("--threads", threads, "worker threads (0 = all cores)")
         ->default_val(0);
+    app.add_option("--compute", compute,
+                   "prefill activations: f32 (default, exact goldens) or "
+                   "bf16 (faster, measured error)")
+        ->default_val("f32");
   }
 
   EngineOptions ToOptions() const {
@@ -79,6 +84,7 @@ struct ModelFlags {
     }
     o.threads = threads;
     if (threads < 0) Fail("--threads must be >= 0");
+    o.compute = ParseComputeType(compute, "--compute");
     return o;
   }
 };

@@ -1,6 +1,7 @@
 // bioquant bench: prefill/decode throughput per precision, mean ± sd, with
 // the decode roofline (bytes of weights per token vs memory bandwidth).
 #include <cstdio>
+#include <sstream>
 
 #include "cli/cli_util.h"
 #include "cli/command.h"
@@ -12,7 +13,7 @@ namespace {
 int RunBenchCommand(int argc, char** argv) {
   CLI::App app("Prefill and decode tokens/s (mean ± sd) per precision",
                "bench");
-  std::string model, precisions;
+  std::string model, precisions, computes = "f32";
   int p = 512, n = 128, reps = 5, batch = 1, threads = 0, blocksize = 64;
   bool machine = false, json = false, no_dq = false;
   app.add_option("--model", model,
@@ -30,6 +31,10 @@ int RunBenchCommand(int argc, char** argv) {
       ->default_val(1);
   app.add_option("--threads", threads, "worker threads (0 = all cores)")
       ->default_val(0);
+  app.add_option("--compute", computes,
+                 "comma-separated prefill activation types: f32, bf16 "
+                 "(decode always runs f32)")
+      ->default_val("f32");
   app.add_option("--blocksize", blocksize, "4-bit block size")->default_val(64);
   app.add_flag("--no-double-quant", no_dq, "4-bit: absmax in f32");
   app.add_flag("--machine", machine,
@@ -65,26 +70,41 @@ int RunBenchCommand(int argc, char** argv) {
                   "compute", "test", "batch", "t/s", "± sd", "GB/s",
                   "roofline");
     }
+    std::vector<ComputeType> compute_list;
+    {
+      std::stringstream cs(computes);
+      std::string item;
+      while (std::getline(cs, item, ',')) {
+        if (!item.empty())
+          compute_list.push_back(ParseComputeType(item, "--compute"));
+      }
+      if (compute_list.empty()) Fail("--compute: no compute type given");
+    }
     for (const auto& prec : list) {
-      EngineOptions eo;
-      eo.model_dir = model;
-      eo.precision.name = prec;
-      eo.precision.quant.blocksize = blocksize;
-      eo.precision.quant.double_quant = !no_dq;
-      eo.threads = threads;
-      auto engine = Engine::Load(eo);
-      const std::string name = engine->weights().precision;
-      for (const auto& r :
-           RunBench(*engine, name, p, n, reps, lim.read_gb_s, batch)) {
-        out["results"].push_back(r.ToJson());
-        if (!json) {
-          std::printf(
-              "%-9s %-7s %-6s %5d %14.2f %14.2f %10.2f %8s\n",
-              r.precision.c_str(), r.compute.c_str(), r.test.c_str(), r.batch,
-              r.tokens_per_s, r.sd, r.bandwidth_gb_s,
-              r.roofline_fraction > 0
-                  ? fmt::format("{:.0f}%", 100 * r.roofline_fraction).c_str()
-                  : "-");
+      for (ComputeType compute : compute_list) {
+        EngineOptions eo;
+        eo.compute = compute;
+        eo.model_dir = model;
+        eo.precision.name = prec;
+        eo.precision.quant.blocksize = blocksize;
+        eo.precision.quant.double_quant = !no_dq;
+        eo.threads = threads;
+        auto engine = Engine::Load(eo);
+        const std::string name = engine->weights().precision;
+        for (auto& r :
+             RunBench(*engine, name, p, n, reps, lim.read_gb_s, batch)) {
+          // Prefill matmuls use the requested compute; decode is always f32.
+          if (r.test.rfind("pp", 0) == 0) r.compute = ComputeTypeName(compute);
+          out["results"].push_back(r.ToJson());
+          if (!json) {
+            std::printf(
+                "%-9s %-7s %-6s %5d %14.2f %14.2f %10.2f %8s\n",
+                r.precision.c_str(), r.compute.c_str(), r.test.c_str(), r.batch,
+                r.tokens_per_s, r.sd, r.bandwidth_gb_s,
+                r.roofline_fraction > 0
+                    ? fmt::format("{:.0f}%", 100 * r.roofline_fraction).c_str()
+                    : "-");
+          }
         }
       }
     }

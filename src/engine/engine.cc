@@ -41,7 +41,8 @@ std::unique_ptr<Engine> Engine::Load(const EngineOptions& opts) {
     e->tokenizer_ = Tokenizer::Load(opts.model_dir);
   }
   e->pool_ = std::make_unique<ThreadPool>(opts.threads);
-  e->decoder_ = std::make_unique<Decoder>(e->cfg_, e->weights_, e->pool_.get());
+  e->decoder_ = std::make_unique<Decoder>(e->cfg_, e->weights_, e->pool_.get(),
+                                          opts.compute);
   e->cache_ = e->decoder_->NewCache();
   // LLM.int8 picks outlier columns over all rows of a call (as bnb does),
   // so a prompt's logits depend on which of its tokens are computed

@@ -24,6 +24,9 @@ struct EngineOptions {
   std::string model_dir;
   PrecisionSpec precision;
   int threads = 0;  // 0 = all cores
+  // Activation precision of prefill matmuls (kernels/matmul.h): f32 keeps
+  // the goldens; bf16 is the opt-in speed mode.
+  ComputeType compute = ComputeType::kF32;
   // Budget of the prefix cache (KV of recent prompts, reused by prompts that
   // start the same way; see engine/prefix_cache.h), counted in the ledger's
   // kv_cache_bytes. 0 (the default: a one-shot generate gains nothing from

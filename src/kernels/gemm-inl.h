@@ -34,6 +34,14 @@ constexpr int64_t kGemmMaxTokChunk = 256;
 constexpr int64_t kGemmColChunk = 1024;
 // Fewer activation rows than this use the decode-in-registers tiles.
 constexpr int64_t kGemmMinTokens = 8;
+// --compute bf16 applies from this many activation rows (prefill); fewer
+// (decode, batched decode of up to 8 sequences) stay f32, so batch-1 ==
+// batch-N holds in both modes.
+constexpr int64_t kBf16MinTokens = 16;
+
+HWY_INLINE bool UseGemm(int64_t m, bool bf16) {
+  return bf16 ? m >= kBf16MinTokens : m >= kGemmMinTokens;
+}
 
 // acc[r][t] += W[r, c0:c1) * X[t, c0:c1), the accumulators loaded from and
 // stored to `accbuf` ([kR][kM][N]) unless `first` / `last`; on `last` the
@@ -42,7 +50,8 @@ template <int kR, int kM>
 HWY_INLINE void GemmTile(const float* HWY_RESTRICT w, int64_t ldw,
                          const float* HWY_RESTRICT x, int64_t ldx, int64_t c0,
                          int64_t c1, float* HWY_RESTRICT accbuf, bool first,
-                         bool last, const float* scale, float* y, int64_t ldy) {
+                         bool last, const float* scale, float* y, int64_t ldy,
+                         int rows_valid) {
   const GemmDF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   hn::Vec<GemmDF> acc[kR][kM];
@@ -69,7 +78,7 @@ HWY_INLINE void GemmTile(const float* HWY_RESTRICT w, int64_t ldw,
     }
   }
   if (last) {
-    for (int r = 0; r < kR; ++r) {
+    for (int r = 0; r < rows_valid; ++r) {
       for (int t = 0; t < kM; ++t) {
         y[t * ldy + r] = hn::GetLane(hn::SumOfLanes(df, acc[r][t])) * scale[r];
       }
@@ -82,7 +91,43 @@ HWY_INLINE void GemmTile(const float* HWY_RESTRICT w, int64_t ldw,
   }
 }
 
-// Rows [r0, r0 + panels * kGemmRows) of y = x W^T for all m activation rows.
+// f32 -> bf16 bits, round to nearest even (NaN kept a NaN), in u32 lanes.
+HWY_INLINE hn::Vec<hn::RebindToUnsigned<GemmDF>> RoundBf16Bits(
+    hn::Vec<GemmDF> v) {
+  const GemmDF df;
+  const hn::RebindToUnsigned<GemmDF> du;
+  const auto u = hn::BitCast(du, v);
+  const auto lsb = hn::And(hn::ShiftRight<16>(u), hn::Set(du, 1u));
+  const auto r =
+      hn::ShiftRight<16>(hn::Add(u, hn::Add(hn::Set(du, 0x7fffu), lsb)));
+  return hn::IfThenElse(hn::RebindMask(du, hn::IsNaN(v)), hn::Set(du, 0x7fc0u),
+                        r);
+}
+
+// n f32 (n % N == 0) rounded to bf16 in place (as f32 values).
+HWY_INLINE void RoundToBf16InPlace(float* p, int64_t n) {
+  const GemmDF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t i = 0; i < n; i += N) {
+    const auto b = RoundBf16Bits(hn::LoadU(df, p + i));
+    hn::StoreU(hn::BitCast(df, hn::ShiftLeft<16>(b)), df, p + i);
+  }
+}
+
+// n f32 (n % N == 0) to bf16 bits.
+HWY_INLINE void ToBf16(const float* p, int64_t n, uint16_t* out) {
+  const GemmDF df;
+  const hn::Rebind<uint16_t, GemmDF> d16;
+  const hn::RebindToSigned<GemmDF> di;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t i = 0; i < n; i += N) {
+    const auto b = hn::BitCast(di, RoundBf16Bits(hn::LoadU(df, p + i)));
+    hn::StoreU(hn::DemoteTo(d16, b), d16, out + i);
+  }
+}
+
+// Rows [r0, r1) of y = x W^T for all m activation rows, in panels of
+// kGemmRows (a short last panel is padded with zero rows, never written).
 // `decode(row, out)` writes the `cols` f32 weights of one row in the order
 // the micro-kernel pairs with `arrange`d activations; `arrange(x_row, out)`
 // writes one activation row in that order (identity for most formats);
@@ -90,12 +135,18 @@ HWY_INLINE void GemmTile(const float* HWY_RESTRICT w, int64_t ldw,
 // `raw` + row * raw_row_bytes is where row `row`'s stored bytes start (rows
 // are contiguous in every format): the next panel's bytes are prefetched
 // while this panel computes, so decoding reads L2, not DRAM.
+//
+// bf16 = true is `--compute bf16`: weights and activations are rounded to
+// bf16 (nearest even) and multiplied with f32 accumulation — vdpbf16ps on
+// CPUs with AVX512-BF16 (kernels/bf16_dot.h), else the f32 micro-kernel on
+// the rounded values (bf16 products are exact in f32).
 template <class Decode, class Arrange, class RowScale>
 void GemmPanels(const Decode& decode, const Arrange& arrange,
-                const RowScale& row_scale, bool identity_x, const void* raw,
-                int64_t raw_row_bytes, int64_t cols, int64_t wrows,
-                const float* x, int64_t m, float* y, int64_t r0,
-                int64_t panels) {
+                const RowScale& row_scale, bool identity_x, bool bf16,
+                const void* raw, int64_t raw_row_bytes, int64_t cols,
+                int64_t wrows, const float* x, int64_t m, float* y, int64_t r0,
+                int64_t r1) {
+  const int64_t panels = (r1 - r0 + kGemmRows - 1) / kGemmRows;
   const GemmDF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   constexpr int kR = kGemmRows, kM = kGemmToks;
@@ -118,28 +169,68 @@ void GemmPanels(const Decode& decode, const Arrange& arrange,
   grow(wbuf, wcap, kR * ldw);
   const int64_t tiles = (tok_chunk + kM - 1) / kM;
   grow(accbuf, acccap, tiles * kR * kM * N);
-  if (!identity_x) grow(xbuf, xcap, tok_chunk * cols);
+  // bf16 on a CPU with vdpbf16ps: bf16 copies of the panel and activations.
+  const bool dot = bf16 && HaveAvx512Bf16() && N == 16 && kR == kBf16Rows &&
+                   kM == kBf16Toks && cols % 32 == 0;
+  thread_local hwy::AlignedFreeUniquePtr<uint16_t[]> wb16, xb16;
+  thread_local int64_t w16cap = 0, x16cap = 0;
+  const int64_t ldb = cols + 32;
+  if (dot) {
+    if (kR * ldb > w16cap) {
+      wb16 = hwy::AllocateAligned<uint16_t>(kR * ldb);
+      w16cap = kR * ldb;
+    }
+    if (tok_chunk * cols > x16cap) {
+      xb16 = hwy::AllocateAligned<uint16_t>(tok_chunk * cols);
+      x16cap = tok_chunk * cols;
+    }
+  }
+  if (!identity_x || bf16) grow(xbuf, xcap, tok_chunk * cols);
   float scale[kR];
   for (int64_t tc = 0; tc < m; tc += tok_chunk) {
     const int64_t te = std::min(m, tc + tok_chunk);
     const float* xc = x + tc * cols;
-    if (!identity_x) {
+    if (!identity_x || bf16) {
       for (int64_t t = tc; t < te; ++t) {
-        arrange(x + t * cols, xbuf.get() + (t - tc) * cols);
+        float* out = xbuf.get() + (t - tc) * cols;
+        if (identity_x) {
+          std::copy(x + t * cols, x + (t + 1) * cols, out);
+        } else {
+          arrange(x + t * cols, out);
+        }
+        if (dot) {
+          ToBf16(out, cols, xb16.get() + (t - tc) * cols);
+        } else if (bf16) {
+          RoundToBf16InPlace(out, cols);
+        }
       }
       xc = xbuf.get();
     }
     for (int64_t p = 0; p < panels; ++p) {
       const int64_t row = r0 + p * kR;
-      for (int r = 0; r < kR; ++r) {
+      const int valid = static_cast<int>(std::min<int64_t>(kR, r1 - row));
+      for (int r = valid; r < kR; ++r) {
+        std::fill(wbuf.get() + r * ldw, wbuf.get() + r * ldw + cols, 0.0f);
+        if (dot)
+          std::fill(wb16.get() + r * ldb, wb16.get() + r * ldb + cols, 0);
+        scale[r] = 0.0f;
+      }
+      for (int r = 0; r < valid; ++r) {
         decode(row + r, wbuf.get() + r * ldw);
+        if (dot) {
+          ToBf16(wbuf.get() + r * ldw, cols, wb16.get() + r * ldb);
+        } else if (bf16) {
+          RoundToBf16InPlace(wbuf.get() + r * ldw, cols);
+        }
         scale[r] = row_scale(row + r);
       }
       // Prefetch the next panel's stored bytes, spread over this panel's
       // tile calls.
       const char* next = static_cast<const char*>(raw) +
                          (p + 1 < panels ? row + kR : row) * raw_row_bytes;
-      const int64_t next_bytes = p + 1 < panels ? kR * raw_row_bytes : 0;
+      const int64_t next_bytes =
+          p + 1 < panels ? std::min<int64_t>(kR, r1 - row - kR) * raw_row_bytes
+                         : 0;
       const int64_t calls = ((cols + kGemmColChunk - 1) / kGemmColChunk) *
                             ((te - tc + kM - 1) / kM);
       const int64_t pf_per_call = (next_bytes / 64 + calls - 1) / calls;
@@ -153,17 +244,35 @@ void GemmPanels(const Decode& decode, const Arrange& arrange,
         const int64_t c1 = std::min(cols, c0 + kGemmColChunk);
         const bool first = c0 == 0, last = c1 == cols;
         int64_t t = tc, tile = 0;
+        if (dot) {
+          for (; t < te; t += kM, ++tile) {
+            prefetch();
+            const int km = static_cast<int>(std::min<int64_t>(kM, te - t));
+            float* acc = accbuf.get() + tile * kR * kM * N;
+            Bf16DotTile(wb16.get(), ldb, xb16.get() + (t - tc) * cols, cols, c0,
+                        c1, km, acc, first);
+            if (!last) continue;
+            for (int r = 0; r < valid; ++r) {
+              for (int i = 0; i < km; ++i) {
+                const auto a = hn::Load(df, acc + (r * km + i) * N);
+                y[(t + i) * wrows + row + r] =
+                    hn::GetLane(hn::SumOfLanes(df, a)) * scale[r];
+              }
+            }
+          }
+          continue;
+        }
         for (; t + kM <= te; t += kM, ++tile) {
           prefetch();
           GemmTile<kR, kM>(wbuf.get(), ldw, xc + (t - tc) * cols, cols, c0, c1,
                            accbuf.get() + tile * kR * kM * N, first, last,
-                           scale, y + t * wrows + row, wrows);
+                           scale, y + t * wrows + row, wrows, valid);
         }
         for (; t < te; ++t, ++tile) {
           prefetch();
           GemmTile<kR, 1>(wbuf.get(), ldw, xc + (t - tc) * cols, cols, c0, c1,
                           accbuf.get() + tile * kR * kM * N, first, last, scale,
-                          y + t * wrows + row, wrows);
+                          y + t * wrows + row, wrows, valid);
         }
       }
     }

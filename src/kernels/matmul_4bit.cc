@@ -24,8 +24,10 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include "kernels/bf16_dot.h"
 #include "kernels/matmul_4bit.h"
 #include "quant/bnb.h"
+#include "quant/half.h"
 #include "util/error.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -186,9 +188,7 @@ HWY_INLINE void Tile(const Ctx4& k, int64_t row, const float* x, int64_t t0,
 
 #endif  // HWY_TARGET != HWY_SCALAR
 
-#if HWY_TARGET != HWY_SCALAR
 #include "kernels/gemm-inl.h"
-#endif
 
 inline int Log2(int64_t v) {
   int s = 0;
@@ -215,7 +215,7 @@ void DotRows(const float* wrow, int64_t cols, const float* x, int64_t m,
 }
 
 void MatMulRows4bitImpl(const WeightMatrix& w, const float* x, int64_t m,
-                        float* y, int64_t r0, int64_t r1) {
+                        float* y, int64_t r0, int64_t r1, bool bf16) {
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t cols = w.cols, bs = w.blocksize;
@@ -225,9 +225,18 @@ void MatMulRows4bitImpl(const WeightMatrix& w, const float* x, int64_t m,
       (!w.qabsmax || (w.nested_blocksize > 0 &&
                       (w.nested_blocksize & (w.nested_blocksize - 1)) == 0));
   if (cols % bs != 0 || bs % (2 * N) != 0 || N < 2 || !pow2) {
-    std::vector<float> row(cols);
+    std::vector<float> row(cols), xr;
+    const bool round = bf16 && m >= kBf16MinTokens;  // as the GEMM path
+    if (round) {
+      xr.assign(x, x + m * cols);
+      for (float& v : xr) v = RoundToBf16(v);
+      x = xr.data();
+    }
     for (int64_t r = r0; r < r1; ++r) {
       DequantizeRow(w, r, row.data());
+      if (round) {
+        for (float& v : row) v = RoundToBf16(v);
+      }
       DotRows(row.data(), cols, x, m, r, w.rows, y);
     }
     return;
@@ -245,11 +254,10 @@ void MatMulRows4bitImpl(const WeightMatrix& w, const float* x, int64_t m,
   k.nested_absmax = w.nested_absmax;
   k.nested_offset = w.nested_offset;
   k.nested_shift = w.qabsmax ? Log2(w.nested_blocksize) : 0;
-  if (m >= kGemmMinTokens) {
+  if (UseGemm(m, bf16)) {
     // Many activation rows: decode panels once (even elements then odd ones
     // per 2N, as DecodePair returns them), register-blocked f32 GEMM against
     // activations arranged the same way: the same FMAs as Tile.
-    const int64_t panels = (r1 - r0) / kGemmRows;
     GemmPanels(
         [&](int64_t row, float* out) {
           for (int64_t c0 = 0; c0 < cols; c0 += bs) {
@@ -271,10 +279,9 @@ void MatMulRows4bitImpl(const WeightMatrix& w, const float* x, int64_t m,
             hn::Store(hn::ConcatOdd(df, hi, lo), df, out + c + N);
           }
         },
-        [](int64_t) { return 1.0f; }, false, w.data, cols / 2, cols, w.rows, x,
-        m, y, r0, panels);
-    r0 += panels * kGemmRows;
-    if (r0 >= r1) return;
+        [](int64_t) { return 1.0f; }, false, bf16, w.data, cols / 2, cols,
+        w.rows, x, m, y, r0, r1);
+    return;
   }
   constexpr int64_t kTokenChunk = 64;
   for (int64_t tc = 0; tc < m; tc += kTokenChunk) {
@@ -320,17 +327,17 @@ void Check4bit(const WeightMatrix& w) {
 }  // namespace
 
 void MatMulRows4bit(const WeightMatrix& w, const float* x, int64_t m, float* y,
-                    int64_t r0, int64_t r1) {
+                    int64_t r0, int64_t r1, bool bf16) {
   Check4bit(w);
-  HWY_DYNAMIC_DISPATCH(MatMulRows4bitImpl)(w, x, m, y, r0, r1);
+  HWY_DYNAMIC_DISPATCH(MatMulRows4bitImpl)(w, x, m, y, r0, r1, bf16);
 }
 
 void MatMulRows4bitOnTarget(int target_index, const WeightMatrix& w,
                             const float* x, int64_t m, float* y, int64_t r0,
-                            int64_t r1) {
+                            int64_t r1, bool bf16) {
   Check4bit(w);
   RunOnTarget(target_index, [&] {
-    HWY_DYNAMIC_DISPATCH(MatMulRows4bitImpl)(w, x, m, y, r0, r1);
+    HWY_DYNAMIC_DISPATCH(MatMulRows4bitImpl)(w, x, m, y, r0, r1, bf16);
   });
 }
 

@@ -16,13 +16,13 @@ namespace kernels {
 
 // w.format must be kNF4 or kFP4 (throws Error otherwise).
 void MatMulRows4bit(const WeightMatrix& w, const float* x, int64_t m, float* y,
-                    int64_t r0, int64_t r1);
+                    int64_t r0, int64_t r1, bool bf16 = false);
 
 // Test hook: the kernel compiled for hwy::SupportedAndGeneratedTargets()
 // [target_index].
 void MatMulRows4bitOnTarget(int target_index, const WeightMatrix& w,
                             const float* x, int64_t m, float* y, int64_t r0,
-                            int64_t r1);
+                            int64_t r1, bool bf16 = false);
 
 }  // namespace kernels
 }  // namespace bioquant

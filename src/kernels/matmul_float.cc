@@ -11,6 +11,7 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include "kernels/bf16_dot.h"
 #include "kernels/matmul.h"
 #include "quant/half.h"
 
@@ -105,12 +106,11 @@ HWY_INLINE void Tile(Tag tag, const void* w, int64_t cols, int64_t row,
 
 template <class Tag>
 void RowsImpl(Tag tag, const WeightMatrix& w, const float* x, int64_t m,
-              float* y, int64_t r0, int64_t r1) {
+              float* y, int64_t r0, int64_t r1, bool bf16) {
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  if (m >= kGemmMinTokens && w.cols % N == 0) {
+  if (UseGemm(m, bf16) && w.cols % N == 0) {
     // Many activation rows: decode panels once, register-blocked f32 GEMM.
-    const int64_t panels = (r1 - r0) / kGemmRows;
     const int64_t cols = w.cols;
     GemmPanels(
         [&](int64_t row, float* out) {
@@ -119,11 +119,10 @@ void RowsImpl(Tag tag, const WeightMatrix& w, const float* x, int64_t m,
                       out + c);
           }
         },
-        [](const float*, float*) {}, [](int64_t) { return 1.0f; }, true, w.data,
-        cols * static_cast<int64_t>(sizeof(Tag)), cols, w.rows, x, m, y, r0,
-        panels);
-    r0 += panels * kGemmRows;
-    if (r0 >= r1) return;
+        [](const float*, float*) {}, [](int64_t) { return 1.0f; }, true, bf16,
+        w.data, cols * static_cast<int64_t>(sizeof(Tag)), cols, w.rows, x, m, y,
+        r0, r1);
+    return;
   }
   // Activations are processed in chunks that stay in L2 while the weight
   // rows of this thread stream past them.
@@ -147,14 +146,14 @@ void RowsImpl(Tag tag, const WeightMatrix& w, const float* x, int64_t m,
 }
 
 void MatMulRowsFloatImpl(const WeightMatrix& w, const float* x, int64_t m,
-                         float* y, int64_t r0, int64_t r1) {
+                         float* y, int64_t r0, int64_t r1, bool bf16) {
   switch (w.format) {
     case WeightFormat::kF32:
-      return RowsImpl(F32Tag(), w, x, m, y, r0, r1);
+      return RowsImpl(F32Tag(), w, x, m, y, r0, r1, bf16);
     case WeightFormat::kBF16:
-      return RowsImpl(Bf16Tag(), w, x, m, y, r0, r1);
+      return RowsImpl(Bf16Tag(), w, x, m, y, r0, r1, bf16);
     case WeightFormat::kF16:
-      return RowsImpl(F16Tag(), w, x, m, y, r0, r1);
+      return RowsImpl(F16Tag(), w, x, m, y, r0, r1, bf16);
     default:
       break;
   }
@@ -174,8 +173,8 @@ namespace kernels {
 HWY_EXPORT(MatMulRowsFloatImpl);
 
 void MatMulRowsFloat(const WeightMatrix& w, const float* x, int64_t m, float* y,
-                     int64_t r0, int64_t r1) {
-  HWY_DYNAMIC_DISPATCH(MatMulRowsFloatImpl)(w, x, m, y, r0, r1);
+                     int64_t r0, int64_t r1, bool bf16) {
+  HWY_DYNAMIC_DISPATCH(MatMulRowsFloatImpl)(w, x, m, y, r0, r1, bf16);
 }
 
 int NumFloatTargets() {
@@ -188,9 +187,9 @@ const char* FloatTargetName(int target_index) {
 
 void MatMulRowsFloatOnTarget(int target_index, const WeightMatrix& w,
                              const float* x, int64_t m, float* y, int64_t r0,
-                             int64_t r1) {
+                             int64_t r1, bool bf16) {
   RunOnTarget(target_index, [&] {
-    HWY_DYNAMIC_DISPATCH(MatMulRowsFloatImpl)(w, x, m, y, r0, r1);
+    HWY_DYNAMIC_DISPATCH(MatMulRowsFloatImpl)(w, x, m, y, r0, r1, bf16);
   });
 }
 

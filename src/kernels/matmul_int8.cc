@@ -12,6 +12,7 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include "kernels/bf16_dot.h"
 #include "kernels/matmul_int8.h"
 #include "quant/bnb.h"
 #include "util/error.h"
@@ -72,15 +73,14 @@ HWY_INLINE void Tile(const WeightMatrix& w, int64_t row, const float* x,
 #include "kernels/gemm-inl.h"
 
 void MatMulRowsInt8Impl(const WeightMatrix& w, const float* x, int64_t m,
-                        float* y, int64_t r0, int64_t r1) {
+                        float* y, int64_t r0, int64_t r1, bool bf16) {
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  if (m >= kGemmMinTokens && w.cols % N == 0) {
+  if (UseGemm(m, bf16) && w.cols % N == 0) {
     // Many activation rows: decode panels once, register-blocked f32 GEMM
     // (same arithmetic as Tile: integer-valued f32 weights, scale at the end).
     const hn::RebindToSigned<DF> di32;
     const hn::Rebind<int8_t, DF> di8;
-    const int64_t panels = (r1 - r0) / kGemmRows;
     const int64_t cols = w.cols;
     const int8_t* q = static_cast<const int8_t*>(w.data);
     GemmPanels(
@@ -93,10 +93,9 @@ void MatMulRowsInt8Impl(const WeightMatrix& w, const float* x, int64_t m,
           }
         },
         [](const float*, float*) {},
-        [&](int64_t row) { return w.row_scale[row] * kInv127; }, true, w.data,
-        cols, cols, w.rows, x, m, y, r0, panels);
-    r0 += panels * kGemmRows;
-    if (r0 >= r1) return;
+        [&](int64_t row) { return w.row_scale[row] * kInv127; }, true, bf16,
+        w.data, cols, cols, w.rows, x, m, y, r0, r1);
+    return;
   }
   constexpr int64_t kTokenChunk = 64;
   for (int64_t tc = 0; tc < m; tc += kTokenChunk) {
@@ -227,17 +226,17 @@ void CheckInt8(const WeightMatrix& w) {
 }  // namespace
 
 void MatMulRowsInt8(const WeightMatrix& w, const float* x, int64_t m, float* y,
-                    int64_t r0, int64_t r1) {
+                    int64_t r0, int64_t r1, bool bf16) {
   CheckInt8(w);
-  HWY_DYNAMIC_DISPATCH(MatMulRowsInt8Impl)(w, x, m, y, r0, r1);
+  HWY_DYNAMIC_DISPATCH(MatMulRowsInt8Impl)(w, x, m, y, r0, r1, bf16);
 }
 
 void MatMulRowsInt8OnTarget(int target_index, const WeightMatrix& w,
                             const float* x, int64_t m, float* y, int64_t r0,
-                            int64_t r1) {
+                            int64_t r1, bool bf16) {
   CheckInt8(w);
   RunOnTarget(target_index, [&] {
-    HWY_DYNAMIC_DISPATCH(MatMulRowsInt8Impl)(w, x, m, y, r0, r1);
+    HWY_DYNAMIC_DISPATCH(MatMulRowsInt8Impl)(w, x, m, y, r0, r1, bf16);
   });
 }
 

@@ -15,13 +15,13 @@ namespace kernels {
 
 // w.format must be kInt8Row (throws Error otherwise).
 void MatMulRowsInt8(const WeightMatrix& w, const float* x, int64_t m, float* y,
-                    int64_t r0, int64_t r1);
+                    int64_t r0, int64_t r1, bool bf16 = false);
 
 // Test hook: the kernel compiled for hwy::SupportedAndGeneratedTargets()
 // [target_index].
 void MatMulRowsInt8OnTarget(int target_index, const WeightMatrix& w,
                             const float* x, int64_t m, float* y, int64_t r0,
-                            int64_t r1);
+                            int64_t r1, bool bf16 = false);
 
 // LLM.int8 (§4.3 of the bnb SPEC): int8 activations `a` (quantized once per
 // call by QuantizeActivationsInt8) times int8 weights with int32

@@ -50,8 +50,8 @@ void KVCache::AssignPrefix(const KVCache& src, int64_t n) {
 }
 
 Decoder::Decoder(const ModelConfig& cfg, const ModelWeights& w,
-                 ThreadPool* pool)
-    : cfg_(cfg), w_(w), pool_(pool) {
+                 ThreadPool* pool, ComputeType compute)
+    : cfg_(cfg), w_(w), pool_(pool), compute_(compute) {
   // HF: inv_freq[i] = 1 / theta^(2i / head_dim); computed in double here
   // (the goldens' reference is f64).
   const int64_t half = cfg.head_dim / 2;
@@ -136,7 +136,7 @@ void Decoder::Linear(const bioquant::Linear& l, const float* x,
     }
     return;
   }
-  MatMul(l.w, x, n, y, pool_);
+  MatMul(l.w, x, n, y, pool_, compute_);
   if (!l.bias.empty()) {
     for (int64_t t = 0; t < n; ++t) {
       float* row = y + t * l.w.rows;

@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "kernels/matmul.h"
 #include "model/config.h"
 #include "model/weights.h"
 #include "util/thread_pool.h"
@@ -56,7 +57,9 @@ class Decoder {
   // sequence) therefore calls Forward with at most this many sequences.
   static constexpr int64_t kMaxBatchRows = 8;
 
-  Decoder(const ModelConfig& cfg, const ModelWeights& w, ThreadPool* pool);
+  Decoder(const ModelConfig& cfg, const ModelWeights& w, ThreadPool* pool,
+          ComputeType compute = ComputeType::kF32);
+  ComputeType compute() const { return compute_; }
 
   // Several sequences in one call: tokens are the slices' tokens
   // concatenated in slice order. Linear layers run once over all rows; RoPE
@@ -97,6 +100,7 @@ class Decoder {
   const ModelConfig& cfg_;
   const ModelWeights& w_;
   ThreadPool* pool_;
+  ComputeType compute_;
   // RoPE inverse frequencies [head_dim / 2], after llama3 scaling.
   std::vector<double> inv_freq_;
   // Scratch, sized for the largest n seen ([n, dim] f32 each).

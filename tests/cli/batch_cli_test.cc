@@ -131,5 +131,25 @@ TEST(BatchCli, BenchDecodesBatchTogether) {
   EXPECT_NE(bad.err.find("-b 0"), std::string::npos) << bad.err;
 }
 
+TEST(BatchCli, BenchReportsComputePerTest) {
+  auto r =
+      RunBioquant({"bench", "--model", TinyModel(), "-p", "32", "-n", "2", "-r",
+                   "1", "--compute", "f32,bf16", "--threads", "1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["results"].size(), 4u);
+  EXPECT_EQ(j["results"][0]["compute"], "f32");
+  EXPECT_EQ(j["results"][2]["test"], "pp32");
+  EXPECT_EQ(j["results"][2]["compute"], "bf16");
+  EXPECT_EQ(j["results"][3]["compute"], "f32");  // decode is always f32
+  auto bad = RunBioquant({"bench", "--model", TinyModel(), "--compute", "fp8"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("--compute"), std::string::npos) << bad.err;
+  auto gen = RunBioquant({"generate", "--model", TinyModel(), "--prompt-ids",
+                          "1,2,3", "--compute", "bf17"});
+  EXPECT_NE(gen.exit_code, 0);
+  EXPECT_NE(gen.err.find("--compute"), std::string::npos) << gen.err;
+}
+
 }  // namespace
 }  // namespace bioquant

@@ -42,23 +42,25 @@ std::vector<float> Gaussian(size_t n, unsigned seed, float sigma) {
 }
 
 using RowsOnTarget = void (*)(int, const WeightMatrix&, const float*, int64_t,
-                              float*, int64_t, int64_t);
+                              float*, int64_t, int64_t, bool);
 
 // Runs the kernel for rows [r0, r1) on every target and compares with the
 // reference; outputs outside the range must stay untouched.
 void CheckKernel(const char* what, RowsOnTarget fn, const WeightMatrix& w,
                  const std::vector<float>& x, int64_t m, double rel_tol,
-                 int64_t r0, int64_t r1) {
+                 int64_t r0, int64_t r1, bool bf16 = false) {
   std::vector<float> ref(m * w.rows), scale(m * w.rows), row(w.cols);
+  // The reference (and the tolerance scale) from MatMulRef's definition,
+  // recomputed here with the per-output magnitude sum |w| |x|.
+  MatMulRef(w, x.data(), m, ref.data(),
+            bf16 ? ComputeType::kBF16 : ComputeType::kF32);
   for (int64_t r = 0; r < w.rows; ++r) {
     DequantizeRow(w, r, row.data());
     for (int64_t t = 0; t < m; ++t) {
-      double s = 0, a = 0;
+      double a = 0;
       for (int64_t c = 0; c < w.cols; ++c) {
-        s += double{row[c]} * x[t * w.cols + c];
         a += std::fabs(double{row[c]} * x[t * w.cols + c]);
       }
-      ref[t * w.rows + r] = static_cast<float>(s);
       scale[t * w.rows + r] = static_cast<float>(a);
     }
   }
@@ -67,7 +69,7 @@ void CheckKernel(const char* what, RowsOnTarget fn, const WeightMatrix& w,
   std::vector<float> got(m * w.rows);
   for (size_t ti = 0; ti < targets.size(); ++ti) {
     std::fill(got.begin(), got.end(), NAN);
-    fn(static_cast<int>(ti), w, x.data(), m, got.data(), r0, r1);
+    fn(static_cast<int>(ti), w, x.data(), m, got.data(), r0, r1, bf16);
     for (int64_t t = 0; t < m; ++t) {
       for (int64_t r = 0; r < w.rows; ++r) {
         const int64_t i = t * w.rows + r;
@@ -188,6 +190,41 @@ TEST(MatMulQuantTest, WrongFormatIsAnError) {
                Error);
   EXPECT_THROW(kernels::MatMulRowsInt8(f32, x.data(), 1, y.data(), 0, 4),
                Error);
+}
+
+// --compute bf16: every format on every target against the bf16-rounded
+// reference (products of bf16 values are exact in f32, so only the f32
+// summation differs: the same tolerance as f32 compute). Also checks that
+// bf16 compute really differs from f32 compute (the mode is not a no-op).
+TEST(MatMulQuantTest, Bf16ComputeMatchesBf16ReferenceOnEveryTarget) {
+  const int64_t rows = 37, cols = 1536, m = 40;
+  const auto wf = Gaussian(rows * cols, 31, 0.05f);
+  const auto x = Gaussian(m * cols, 32, 1.0f);
+  const Quantized4bit q4 = Quantize4bit(
+      wf.data(), {rows, cols}, WeightFormat::kNF4, QuantParams{64, true});
+  const QuantizedInt8 q8 = QuantizeInt8Rows(wf.data(), rows, cols);
+  std::vector<uint16_t> bf(rows * cols);
+  for (size_t i = 0; i < bf.size(); ++i) bf[i] = F32ToBf16(wf[i]);
+  WeightMatrix wb;
+  wb.format = WeightFormat::kBF16;
+  wb.rows = rows;
+  wb.cols = cols;
+  wb.data = bf.data();
+  WeightMatrix w32 = wb;
+  w32.format = WeightFormat::kF32;
+  w32.data = wf.data();
+  CheckKernel("nf4 bf16", &kernels::MatMulRows4bitOnTarget, q4.View(), x, m,
+              k4bitMatMulRelTol, 0, rows, true);
+  CheckKernel("int8 bf16", &kernels::MatMulRowsInt8OnTarget, q8.View(), x, m,
+              kInt8MatMulRelTol, 0, rows, true);
+  for (const WeightMatrix& w : {wb, w32}) {
+    CheckKernel(FormatName(w.format), &kernels::MatMulRowsFloatOnTarget, w, x,
+                m, kInt8MatMulRelTol, 0, rows, true);
+    std::vector<float> a(m * rows), b(m * rows);
+    MatMul(w, x.data(), m, a.data(), nullptr, ComputeType::kF32);
+    MatMul(w, x.data(), m, b.data(), nullptr, ComputeType::kBF16);
+    EXPECT_NE(a, b) << FormatName(w.format);
+  }
 }
 
 // What batched decoding relies on: the output for one activation row is the
