@@ -35,12 +35,13 @@ std::unique_ptr<Engine> Engine::Load(const EngineOptions& opts) {
   Stopwatch sw;
   auto e = std::unique_ptr<Engine>(new Engine());
   e->cfg_ = LoadModelConfig(opts.model_dir);
-  e->weights_ = LoadWeights(opts.model_dir, e->cfg_, opts.precision);
+  e->pool_ = std::make_unique<ThreadPool>(opts.threads);
+  e->weights_ =
+      LoadWeights(opts.model_dir, e->cfg_, opts.precision, e->pool_.get());
   if (FileExists(opts.model_dir + "/tokenizer.json") ||
       FileExists(opts.model_dir + "/tokenizer.model")) {
     e->tokenizer_ = Tokenizer::Load(opts.model_dir);
   }
-  e->pool_ = std::make_unique<ThreadPool>(opts.threads);
   e->decoder_ = std::make_unique<Decoder>(e->cfg_, e->weights_, e->pool_.get(),
                                           opts.compute);
   e->cache_ = e->decoder_->NewCache();

@@ -62,7 +62,7 @@ struct GenerationRow {
   nlohmann::json gold;
   int64_t tokens_in = 0;
   int64_t tokens_out = 0;
-  double latency_ms = 0;  // wall time of the whole completion
+  double latency_ms = 0;  // wall time of its batch / rows the batch produced
   double prefill_ms = 0;
   double decode_ms = 0;
   int64_t seed = 0;

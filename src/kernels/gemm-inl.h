@@ -32,12 +32,13 @@ constexpr int kGemmToks = 2;
 constexpr int64_t kGemmChunkBytes = 1 << 20;
 constexpr int64_t kGemmMaxTokChunk = 256;
 constexpr int64_t kGemmColChunk = 1024;
-// Fewer activation rows than this use the decode-in-registers tiles.
-constexpr int64_t kGemmMinTokens = 8;
+// Fewer activation rows than this use the decode-in-registers tiles (batched
+// decode of 8 sequences is faster there: no panel round trip through L1).
+constexpr int64_t kGemmMinTokens = 16;
 // --compute bf16 applies from this many activation rows (prefill); fewer
 // (decode, batched decode of up to 8 sequences) stay f32, so batch-1 ==
 // batch-N holds in both modes.
-constexpr int64_t kBf16MinTokens = 16;
+constexpr int64_t kBf16MinTokens = kGemmMinTokens;
 
 HWY_INLINE bool UseGemm(int64_t m, bool bf16) {
   return bf16 ? m >= kBf16MinTokens : m >= kGemmMinTokens;
@@ -94,7 +95,6 @@ HWY_INLINE void GemmTile(const float* HWY_RESTRICT w, int64_t ldw,
 // f32 -> bf16 bits, round to nearest even (NaN kept a NaN), in u32 lanes.
 HWY_INLINE hn::Vec<hn::RebindToUnsigned<GemmDF>> RoundBf16Bits(
     hn::Vec<GemmDF> v) {
-  const GemmDF df;
   const hn::RebindToUnsigned<GemmDF> du;
   const auto u = hn::BitCast(du, v);
   const auto lsb = hn::And(hn::ShiftRight<16>(u), hn::Set(du, 1u));
@@ -267,6 +267,14 @@ void GemmPanels(const Decode& decode, const Arrange& arrange,
           GemmTile<kR, kM>(wbuf.get(), ldw, xc + (t - tc) * cols, cols, c0, c1,
                            accbuf.get() + tile * kR * kM * N, first, last,
                            scale, y + t * wrows + row, wrows, valid);
+        }
+        if (kM > 2 && te - t == 2) {  // 2 rows left: one tile, not two
+          prefetch();
+          GemmTile<kR, 2>(wbuf.get(), ldw, xc + (t - tc) * cols, cols, c0, c1,
+                          accbuf.get() + tile * kR * kM * N, first, last, scale,
+                          y + t * wrows + row, wrows, valid);
+          t += 2;
+          ++tile;
         }
         for (; t < te; ++t, ++tile) {
           prefetch();

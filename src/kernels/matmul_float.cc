@@ -74,15 +74,8 @@ HWY_INLINE void Tile(Tag tag, const void* w, int64_t cols, int64_t row,
   hn::Vec<decltype(df)> acc[kR][kM];
   for (int r = 0; r < kR; ++r)
     for (int t = 0; t < kM; ++t) acc[r][t] = hn::Zero(df);
-  // One line of the next tile per step: the tile is kR contiguous rows and
-  // the hardware prefetcher stops at each 4 KiB page.
-  const char* next = static_cast<const char*>(w) +
-                     (row + kR) * cols * static_cast<int64_t>(sizeof(Tag));
   size_t c = 0;
   for (; c + N <= static_cast<size_t>(cols); c += N) {
-    for (size_t b = 0; b < kR * N * sizeof(Tag); b += 64) {
-      hwy::Prefetch(next + c * kR * sizeof(Tag) + b);
-    }
     hn::Vec<decltype(df)> xv[kM];
     for (int t = 0; t < kM; ++t) xv[t] = hn::LoadU(df, x + (t0 + t) * cols + c);
     for (int r = 0; r < kR; ++r) {

@@ -86,7 +86,8 @@ void StoreFloat(const TensorView& v, WeightFormat target, WeightMatrix* w,
 
 Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
                   int64_t in, bool has_bias, WeightFormat target,
-                  const PrecisionSpec& p, WeightFormat float_fallback) {
+                  const PrecisionSpec& p, WeightFormat float_fallback,
+                  ThreadPool* pool) {
   Linear l;
   l.name = name;
   const TensorView& v = s.Get(name + ".weight");
@@ -98,16 +99,16 @@ Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
     StoreFloat(v, target, &l.w, &l.storage, &l.resident_bytes);
   } else if (target == WeightFormat::kInt8Row) {
     const std::vector<float> f = ToF32(v);
-    auto q =
-        std::make_shared<QuantizedInt8>(QuantizeInt8Rows(f.data(), out, in));
+    auto q = std::make_shared<QuantizedInt8>(
+        QuantizeInt8Rows(f.data(), out, in, pool));
     l.w = q->View();
     l.storage = q;
     l.resident_bytes = PackedBytes(target, out, in, p.quant);
     ReleasePages(v.data, v.nbytes);
   } else {
     const std::vector<float> f = ToF32(v);
-    auto q = std::make_shared<Quantized4bit>(
-        Quantize4bit(f.data(), {out, in}, target, p.quant, v.dtype));
+    auto q = std::make_shared<Quantized4bit>(Quantize4bit(
+        f.data(), {out, in}, target, p.quant, v.dtype, std::nullopt, pool));
     l.w = q->View();
     l.storage = q;
     l.resident_bytes = PackedBytes(target, out, in, p.quant);
@@ -207,7 +208,7 @@ WeightFormat ResolveLinearFormat(const std::string& precision,
 }
 
 ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
-                         const PrecisionSpec& precision) {
+                         const PrecisionSpec& precision, ThreadPool* pool) {
   const std::optional<BnbConfig> bnb =
       ParseBnbQuantizationConfig(cfg.raw, dir + "/config.json");
   ModelWeights m;
@@ -269,7 +270,7 @@ ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
       Linear x =
           bnb ? LoadPrequantizedLinear(s, p + n, out, in, bias, side_format)
               : LoadLinear(s, p + n, out, in, bias, linear, precision,
-                           side_format);
+                           side_format, pool);
       m.weights_bytes += x.bytes;
       m.resident_bytes += x.resident_bytes + x.bias.size() * 4;
       return x;

@@ -12,6 +12,7 @@
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "quant/formats.h"
+#include "util/thread_pool.h"
 
 namespace bioquant {
 
@@ -60,9 +61,11 @@ struct ModelWeights {
   std::unique_ptr<TensorStore> store;  // the mmap, when anything points in it
 };
 
-// Loads and converts/quantizes. Throws Error naming the tensor and file.
+// Loads and converts/quantizes (quantization split across `pool` when
+// given; same bytes). Throws Error naming the tensor and file.
 ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
-                         const PrecisionSpec& precision);
+                         const PrecisionSpec& precision,
+                         ThreadPool* pool = nullptr);
 
 // The storage format a precision name resolves to for Linear layers, given
 // the checkpoint's dtype name ("bfloat16"...). Throws for unknown names.

@@ -238,7 +238,8 @@ void DoubleQuantize(const float* absmax, int64_t nblocks, float offset,
 
 Quantized4bit Quantize4bit(const float* x, std::vector<int64_t> shape,
                            WeightFormat format, const QuantParams& params,
-                           DType dtype, std::optional<float> nested_offset) {
+                           DType dtype, std::optional<float> nested_offset,
+                           ThreadPool* pool) {
   CheckFormat4bit(format, "Quantize4bit");
   if (!IsValidBlocksize(params.blocksize)) {
     Fail(
@@ -261,22 +262,33 @@ Quantized4bit Quantize4bit(const float* x, std::vector<int64_t> shape,
   const int64_t nb = q.nblocks();
   q.absmax.assign(nb, 0.0f);
   q.packed.assign((n + 1) / 2, 0);
-  std::vector<uint8_t> codes(bs + 1);
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t i0 = b * bs, i1 = std::min(n, i0 + bs);
-    float amax = 0.0f;
-    for (int64_t i = i0; i < i1; ++i) amax = std::fmax(amax, std::fabs(x[i]));
-    q.absmax[b] = amax;
-    // Multiply by the reciprocal, never divide (kernels.cu); an all-zero
-    // block gives inv = inf, s = NaN and code 0 everywhere (§1.7).
-    const float inv = 1.0f / amax;
-    for (int64_t i = i0; i < i1; ++i) codes[i - i0] = Code4(format, x[i] * inv);
-    int64_t len = i1 - i0;
-    if (len & 1) codes[len++] = Code4(format, 0.0f * inv);  // odd-n padding
-    for (int64_t j = 0; j < len; j += 2) {
-      q.packed[(i0 + j) / 2] =
-          static_cast<uint8_t>(codes[j] << 4 | codes[j + 1]);
+  // Blocks [b0, b1): each writes only its own absmax and bytes (blocksizes
+  // are even, so no byte is shared).
+  auto blocks = [&](size_t b0, size_t b1, int) {
+    std::vector<uint8_t> codes(bs + 1);
+    for (int64_t b = b0; b < static_cast<int64_t>(b1); ++b) {
+      const int64_t i0 = b * bs, i1 = std::min(n, i0 + bs);
+      float amax = 0.0f;
+      for (int64_t i = i0; i < i1; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+      q.absmax[b] = amax;
+      // Multiply by the reciprocal, never divide (kernels.cu); an all-zero
+      // block gives inv = inf, s = NaN and code 0 everywhere (§1.7).
+      const float inv = 1.0f / amax;
+      for (int64_t i = i0; i < i1; ++i) {
+        codes[i - i0] = Code4(format, x[i] * inv);
+      }
+      int64_t len = i1 - i0;
+      if (len & 1) codes[len++] = Code4(format, 0.0f * inv);  // odd-n padding
+      for (int64_t j = 0; j < len; j += 2) {
+        q.packed[(i0 + j) / 2] =
+            static_cast<uint8_t>(codes[j] << 4 | codes[j + 1]);
+      }
     }
+  };
+  if (pool && nb > 1) {
+    pool->ParallelFor(nb, blocks);
+  } else {
+    blocks(0, nb, 0);
   }
   q.double_quant = params.double_quant;
   if (params.double_quant) {
@@ -414,28 +426,36 @@ void DequantizeRow(const WeightMatrix& w, int64_t row, float* out) {
   }
 }
 
-QuantizedInt8 QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols) {
+QuantizedInt8 QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols,
+                               ThreadPool* pool) {
   QuantizedInt8 q;
   q.rows = rows;
   q.cols = cols;
   q.q.assign(rows * cols, 0);
   q.scb.assign(rows, 0.0f);
-  std::vector<float> w16(cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    float amax = 0.0f;
-    for (int64_t c = 0; c < cols; ++c) {
-      w16[c] = RoundToF16(w[r * cols + c]);  // Int8Params casts to fp16 first
-      amax = std::fmax(amax, std::fabs(w16[c]));
+  auto row_range = [&](size_t r0, size_t r1, int) {
+    std::vector<float> w16(cols);
+    for (int64_t r = r0; r < static_cast<int64_t>(r1); ++r) {
+      float amax = 0.0f;
+      for (int64_t c = 0; c < cols; ++c) {
+        w16[c] = RoundToF16(w[r * cols + c]);  // Int8Params casts to fp16 first
+        amax = std::fmax(amax, std::fabs(w16[c]));
+      }
+      q.scb[r] = amax;
+      const float scale = 127.0f * (1.0f / amax);  // two roundings, as bnb
+      for (int64_t c = 0; c < cols; ++c) {
+        const float v = w16[c] * scale;
+        // NaN (a zero row: 0 * inf) converts to 0 on CUDA.
+        const float rounded = std::isnan(v) ? 0.0f : std::nearbyint(v);
+        q.q[r * cols + c] =
+            static_cast<int8_t>(std::clamp(rounded, -128.0f, 127.0f));
+      }
     }
-    q.scb[r] = amax;
-    const float scale = 127.0f * (1.0f / amax);  // two roundings, as bnb
-    for (int64_t c = 0; c < cols; ++c) {
-      const float v = w16[c] * scale;
-      // NaN (a zero row: 0 * inf) converts to 0 on CUDA.
-      const float rounded = std::isnan(v) ? 0.0f : std::nearbyint(v);
-      q.q[r * cols + c] =
-          static_cast<int8_t>(std::clamp(rounded, -128.0f, 127.0f));
-    }
+  };
+  if (pool && rows > 1) {
+    pool->ParallelFor(rows, row_range);
+  } else {
+    row_range(0, rows, 0);
   }
   return q;
 }

@@ -14,6 +14,7 @@
 
 #include "io/safetensors.h"
 #include "quant/formats.h"
+#include "util/thread_pool.h"
 
 namespace bioquant {
 
@@ -80,10 +81,13 @@ struct Quantized4bit {
 // by the caller; `dtype` records what they were). `nested_offset`, when set,
 // replaces the computed mean of absmax (SPEC §9-U2: tests inject the offset
 // stored in a golden file). Throws Error for an unsupported blocksize/format.
+// Blocks are independent, so `pool` (optional) splits them across threads;
+// the result is the same bytes either way.
 Quantized4bit Quantize4bit(const float* x, std::vector<int64_t> shape,
                            WeightFormat format, const QuantParams& params,
                            DType dtype = DType::kF32,
-                           std::optional<float> nested_offset = std::nullopt);
+                           std::optional<float> nested_offset = std::nullopt,
+                           ThreadPool* pool = nullptr);
 
 // Quantizes a checkpoint tensor (F32/BF16/F16, widened exactly; the quant
 // state records its dtype). Errors name the tensor and file.
@@ -123,7 +127,9 @@ struct QuantizedInt8 {
 
 // W is cast to fp16 first (as Int8Params does), then per row:
 // scale = 127 * f32(1/SCB) (two roundings), CB = rint(f32(w16) * scale).
-QuantizedInt8 QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols);
+// Rows are independent: `pool` (optional) splits them, same bytes.
+QuantizedInt8 QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols,
+                               ThreadPool* pool = nullptr);
 // A 2-D [out, in] checkpoint tensor (F32/BF16/F16).
 QuantizedInt8 QuantizeTensorInt8(const TensorView& t);
 

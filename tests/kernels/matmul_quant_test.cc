@@ -228,10 +228,11 @@ TEST(MatMulQuantTest, Bf16ComputeMatchesBf16ReferenceOnEveryTarget) {
 }
 
 // What batched decoding relies on: the output for one activation row is the
-// same bits whether it is computed alone or together with others (m = 1 vs
-// m = 9, which runs the 4-token and 1-token tiles).
+// same bits whether it is computed alone or together with others: m = 1
+// (decode tiles) vs m = 20 (the prefill GEMM with its 3-, 2- and 1-row
+// tiles) vs m = 5 (4- and 1-row decode tiles).
 TEST(MatMulQuantTest, OutputOfARowDoesNotDependOnTheOtherRows) {
-  const int64_t rows = 21, cols = 1024, m = 11;
+  const int64_t rows = 21, cols = 1024, m = 20;
   const auto wf = Gaussian(rows * cols, 7, 0.1f);
   const auto x = Gaussian(m * cols, 8, 1.0f);
   const Quantized4bit q4 = Quantize4bit(
@@ -252,6 +253,10 @@ TEST(MatMulQuantTest, OutputOfARowDoesNotDependOnTheOtherRows) {
       std::copy(one.begin(), one.end(), each.begin() + t * rows);
     }
     EXPECT_EQ(all, each) << FormatName(w.format);
+    std::vector<float> five(5 * rows);
+    MatMul(w, x.data() + 3 * cols, 5, five.data(), nullptr);
+    EXPECT_TRUE(std::equal(five.begin(), five.end(), all.begin() + 3 * rows))
+        << FormatName(w.format);
   }
 }
 

@@ -265,5 +265,32 @@ TEST(LlmInt8, OutlierColumnsKeepAccuracy) {
   EXPECT_EQ(ys, y);
 }
 
+// Quantize-on-load splits blocks (4-bit) and rows (int8) across threads: the
+// bytes must be exactly those of the single-threaded quantizer.
+TEST(FormatsTest, ThreadedQuantizationGivesTheSameBytes) {
+  std::mt19937 rng(17);
+  std::normal_distribution<float> g(0.0f, 0.05f);
+  const int64_t rows = 67, cols = 320;  // odd rows, several blocks per row
+  std::vector<float> w(rows * cols);
+  for (float& v : w) v = g(rng);
+  ThreadPool pool(3);
+  for (WeightFormat f : {WeightFormat::kNF4, WeightFormat::kFP4}) {
+    for (bool dq : {false, true}) {
+      const QuantParams p{64, dq};
+      const Quantized4bit a = Quantize4bit(w.data(), {rows, cols}, f, p);
+      const Quantized4bit b = Quantize4bit(w.data(), {rows, cols}, f, p,
+                                           DType::kF32, std::nullopt, &pool);
+      EXPECT_EQ(a.packed, b.packed);
+      EXPECT_EQ(a.absmax, b.absmax);
+      EXPECT_EQ(a.qabsmax, b.qabsmax);
+      EXPECT_EQ(a.nested_absmax, b.nested_absmax);
+    }
+  }
+  const QuantizedInt8 a = QuantizeInt8Rows(w.data(), rows, cols);
+  const QuantizedInt8 b = QuantizeInt8Rows(w.data(), rows, cols, &pool);
+  EXPECT_EQ(a.q, b.q);
+  EXPECT_EQ(a.scb, b.scb);
+}
+
 }  // namespace
 }  // namespace bioquant
