@@ -186,6 +186,54 @@ HWY_INLINE void Tile(const Ctx4& k, int64_t row, const float* x, int64_t t0,
   }
 }
 
+// Batched decode (5..15 activation rows): kR weight rows x kM activation
+// rows whose even/odd halves were arranged once per call (`xa`, as the GEMM
+// arranges them), so each weight is decoded once for all kM rows and no
+// permutes are spent on the activations. Same FMAs in the same order per
+// output as Tile.
+template <int kR, int kM>
+HWY_INLINE void TileArranged(const Ctx4& k, int64_t row, const float* xa,
+                             int64_t t0, int64_t wrows, float* y) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t cols = k.cols;
+  hn::Vec<DF> acc[kR][kM];
+  for (int r = 0; r < kR; ++r)
+    for (int t = 0; t < kM; ++t) acc[r][t] = hn::Zero(df);
+  const uint8_t* next = k.packed + (row + kR) * cols / 2;
+  int64_t pf = 0;
+  for (int64_t c0 = 0; c0 < cols; c0 += k.blocksize) {
+    ScaledLut lut[kR];
+    for (int r = 0; r < kR; ++r) {
+      lut[r] = ScaleLut(df, k.lut,
+                        BlockAmax(k, ((row + r) * cols + c0) >> k.block_shift));
+    }
+    for (int64_t c = c0; c < c0 + k.blocksize; c += 2 * N) {
+      hwy::Prefetch(next + pf);
+      pf += kR * N;
+      hn::Vec<DF> we[kR], wo[kR];
+      for (int r = 0; r < kR; ++r) {
+        DecodePair(df, k, (row + r) * cols + c, lut[r], &we[r], &wo[r]);
+      }
+      for (int t = 0; t < kM; ++t) {
+        const float* xt = xa + (t0 + t) * cols + c;
+        const auto xe = hn::Load(df, xt);
+        const auto xo = hn::Load(df, xt + N);
+        for (int r = 0; r < kR; ++r) {
+          acc[r][t] = hn::MulAdd(we[r], xe, acc[r][t]);
+          acc[r][t] = hn::MulAdd(wo[r], xo, acc[r][t]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < kR; ++r) {
+    for (int t = 0; t < kM; ++t) {
+      y[(t0 + t) * wrows + row + r] =
+          hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
+    }
+  }
+}
+
 #endif  // HWY_TARGET != HWY_SCALAR
 
 #include "kernels/gemm-inl.h"
@@ -281,6 +329,53 @@ void MatMulRows4bitImpl(const WeightMatrix& w, const float* x, int64_t m,
         },
         [](int64_t) { return 1.0f; }, false, bf16, w.data, cols / 2, cols,
         w.rows, x, m, y, r0, r1);
+    return;
+  }
+  if (m > 4) {
+    // Batched decode: arrange the activations once, decode each weight once
+    // per 8 activation rows.
+    thread_local hwy::AlignedFreeUniquePtr<float[]> xa;
+    thread_local int64_t xa_cap = 0;
+    if (m * cols > xa_cap) {
+      xa = hwy::AllocateAligned<float>(m * cols);
+      xa_cap = m * cols;
+    }
+    for (int64_t t = 0; t < m; ++t) {
+      const float* xt = x + t * cols;
+      float* out = xa.get() + t * cols;
+      for (int64_t c = 0; c < cols; c += 2 * N) {
+        const auto lo = hn::LoadU(df, xt + c);
+        const auto hi = hn::LoadU(df, xt + c + N);
+        hn::Store(hn::ConcatEven(df, hi, lo), df, out + c);
+        hn::Store(hn::ConcatOdd(df, hi, lo), df, out + c + N);
+      }
+    }
+    for (int64_t r = r0; r < r1;) {
+      const bool two = r + 2 <= r1;
+      int64_t t = 0;
+      for (; t + 8 <= m; t += 8) {
+        if (two) {
+          TileArranged<2, 8>(k, r, xa.get(), t, w.rows, y);
+        } else {
+          TileArranged<1, 8>(k, r, xa.get(), t, w.rows, y);
+        }
+      }
+      for (; t + 4 <= m; t += 4) {
+        if (two) {
+          TileArranged<2, 4>(k, r, xa.get(), t, w.rows, y);
+        } else {
+          TileArranged<1, 4>(k, r, xa.get(), t, w.rows, y);
+        }
+      }
+      for (; t < m; ++t) {
+        if (two) {
+          TileArranged<2, 1>(k, r, xa.get(), t, w.rows, y);
+        } else {
+          TileArranged<1, 1>(k, r, xa.get(), t, w.rows, y);
+        }
+      }
+      r += two ? 2 : 1;
+    }
     return;
   }
   constexpr int64_t kTokenChunk = 64;
