@@ -35,6 +35,17 @@ inline int ParseArgs(CLI::App& app, int argc, char** argv) {
 namespace bioquant::cli {
 
 // Flags every model-loading command shares, declared once (STYLE habit 12).
+// "a,b,,c" -> {"a", "b", "c"} (empty items dropped).
+inline std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
 struct ModelFlags {
   std::string model;
   std::string precision;
@@ -77,11 +88,7 @@ struct ModelFlags {
     o.precision.quant.blocksize = blocksize;
     o.precision.quant.double_quant = !no_double_quant;
     o.precision.llm_int8_threshold = llm_int8_threshold;
-    std::stringstream ss(skip_modules);
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-      if (!item.empty()) o.precision.skip_modules.push_back(item);
-    }
+    o.precision.skip_modules = SplitList(skip_modules);
     o.threads = threads;
     if (threads < 0) Fail("--threads must be >= 0");
     o.compute = ParseComputeType(compute, "--compute");

@@ -1,7 +1,6 @@
 // bioquant bench: prefill/decode throughput per precision, mean ± sd, with
 // the decode roofline (bytes of weights per token vs memory bandwidth).
 #include <cstdio>
-#include <sstream>
 
 #include "cli/cli_util.h"
 #include "cli/command.h"
@@ -58,12 +57,7 @@ int RunBenchCommand(int argc, char** argv) {
   }
   out["results"] = nlohmann::json::array();
   if (!model.empty()) {
-    std::vector<std::string> list;
-    std::stringstream ss(precisions);
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-      if (!item.empty()) list.push_back(item);
-    }
+    std::vector<std::string> list = SplitList(precisions);
     if (list.empty()) list.push_back("");
     if (!json) {
       std::printf("%-9s %-7s %-6s %5s %14s %14s %10s %8s\n", "precision",
@@ -71,15 +65,10 @@ int RunBenchCommand(int argc, char** argv) {
                   "roofline");
     }
     std::vector<ComputeType> compute_list;
-    {
-      std::stringstream cs(computes);
-      std::string item;
-      while (std::getline(cs, item, ',')) {
-        if (!item.empty())
-          compute_list.push_back(ParseComputeType(item, "--compute"));
-      }
-      if (compute_list.empty()) Fail("--compute: no compute type given");
+    for (const std::string& c : SplitList(computes)) {
+      compute_list.push_back(ParseComputeType(c, "--compute"));
     }
+    if (compute_list.empty()) Fail("--compute: no compute type given");
     for (const auto& prec : list) {
       for (ComputeType compute : compute_list) {
         EngineOptions eo;

@@ -19,16 +19,6 @@ std::atomic<bool> g_stop{false};
 
 void OnSigint(int) { g_stop = true; }
 
-std::vector<std::string> SplitList(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
 // A live bar on a terminal; plain lines every 10 s otherwise (logs, CI).
 class ProgressPrinter {
  public:

@@ -1,7 +1,6 @@
 // bioquant plan: predicted memory per precision on a device, and which
 // precision to deploy (the model lives in harness/planner.h).
 #include <cstdio>
-#include <sstream>
 
 #include "cli/cli_util.h"
 #include "cli/command.h"
@@ -53,11 +52,7 @@ int RunPlan(int argc, char** argv) {
     Fail("--blocksize: {} is not supported (32, 64, ..., 4096)", blocksize);
   }
   if (o.threads < 0) Fail("--threads must be >= 0");
-  std::stringstream ss(precisions);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (!item.empty()) o.precisions.push_back(item);
-  }
+  o.precisions = SplitList(precisions);
   if (app.count("--precisions") && o.precisions.empty()) {
     Fail("--precisions: no precision given");
   }
