@@ -150,77 +150,60 @@ void GemmPanels(const Decode& decode, const Arrange& arrange,
   const GemmDF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   constexpr int kR = kGemmRows, kM = kGemmToks;
-  // Per-thread scratch, grown on demand and kept (no per-call allocation in
-  // steady state): the decoded panel, arranged activations, accumulators.
-  thread_local hwy::AlignedFreeUniquePtr<float[]> wbuf, xbuf, accbuf;
-  thread_local int64_t wcap = 0, xcap = 0, acccap = 0;
-  auto grow = [](hwy::AlignedFreeUniquePtr<float[]>& p, int64_t& cap,
-                 int64_t need) {
-    if (need > cap) {
-      p = hwy::AllocateAligned<float>(static_cast<size_t>(need));
-      cap = need;
-    }
-  };
   const int64_t tok_chunk = std::clamp<int64_t>(
       kGemmChunkBytes / (cols * 4) / kM * kM, kM, kGemmMaxTokChunk);
   // Panel rows 64 bytes more than a multiple of 4 KiB apart would alias in
   // L1 (8 rows on the same sets); pad the stride by one line.
   const int64_t ldw = cols + 64 / static_cast<int64_t>(sizeof(float));
-  grow(wbuf, wcap, kR * ldw);
+  const int64_t ldb = cols + 32;
   const int64_t tiles = (tok_chunk + kM - 1) / kM;
-  grow(accbuf, acccap, tiles * kR * kM * N);
   // bf16 on a CPU with vdpbf16ps: bf16 copies of the panel and activations.
   const bool dot = bf16 && HaveAvx512Bf16() && N == 16 && kR == kBf16Rows &&
                    kM == kBf16Toks && cols % 32 == 0;
-  thread_local hwy::AlignedFreeUniquePtr<uint16_t[]> wb16, xb16;
-  thread_local int64_t w16cap = 0, x16cap = 0;
-  const int64_t ldb = cols + 32;
-  if (dot) {
-    if (kR * ldb > w16cap) {
-      wb16 = hwy::AllocateAligned<uint16_t>(kR * ldb);
-      w16cap = kR * ldb;
-    }
-    if (tok_chunk * cols > x16cap) {
-      xb16 = hwy::AllocateAligned<uint16_t>(tok_chunk * cols);
-      x16cap = tok_chunk * cols;
-    }
-  }
-  if (!identity_x || bf16) grow(xbuf, xcap, tok_chunk * cols);
+  // Per-thread scratch (kernels/scratch.h): the decoded panel, accumulators,
+  // arranged/rounded activations and, for vdpbf16ps, their bf16 copies.
+  thread_local Scratch<float> wscratch, accscratch, xscratch;
+  thread_local Scratch<uint16_t> w16scratch, x16scratch;
+  float* const wbuf = wscratch.Get(kR * ldw);
+  float* const accbuf = accscratch.Get(tiles * kR * kM * N);
+  float* const xbuf =
+      !identity_x || bf16 ? xscratch.Get(tok_chunk * cols) : nullptr;
+  uint16_t* const wb16 = dot ? w16scratch.Get(kR * ldb) : nullptr;
+  uint16_t* const xb16 = dot ? x16scratch.Get(tok_chunk * cols) : nullptr;
   float scale[kR];
   for (int64_t tc = 0; tc < m; tc += tok_chunk) {
     const int64_t te = std::min(m, tc + tok_chunk);
     const float* xc = x + tc * cols;
     if (!identity_x || bf16) {
       for (int64_t t = tc; t < te; ++t) {
-        float* out = xbuf.get() + (t - tc) * cols;
+        float* out = xbuf + (t - tc) * cols;
         if (identity_x) {
           std::copy(x + t * cols, x + (t + 1) * cols, out);
         } else {
           arrange(x + t * cols, out);
         }
         if (dot) {
-          ToBf16(out, cols, xb16.get() + (t - tc) * cols);
+          ToBf16(out, cols, xb16 + (t - tc) * cols);
         } else if (bf16) {
           RoundToBf16InPlace(out, cols);
         }
       }
-      xc = xbuf.get();
+      xc = xbuf;
     }
     for (int64_t p = 0; p < panels; ++p) {
       const int64_t row = r0 + p * kR;
       const int valid = static_cast<int>(std::min<int64_t>(kR, r1 - row));
       for (int r = valid; r < kR; ++r) {
-        std::fill(wbuf.get() + r * ldw, wbuf.get() + r * ldw + cols, 0.0f);
-        if (dot)
-          std::fill(wb16.get() + r * ldb, wb16.get() + r * ldb + cols, 0);
+        std::fill(wbuf + r * ldw, wbuf + r * ldw + cols, 0.0f);
+        if (dot) std::fill(wb16 + r * ldb, wb16 + r * ldb + cols, 0);
         scale[r] = 0.0f;
       }
       for (int r = 0; r < valid; ++r) {
-        decode(row + r, wbuf.get() + r * ldw);
+        decode(row + r, wbuf + r * ldw);
         if (dot) {
-          ToBf16(wbuf.get() + r * ldw, cols, wb16.get() + r * ldb);
+          ToBf16(wbuf + r * ldw, cols, wb16 + r * ldb);
         } else if (bf16) {
-          RoundToBf16InPlace(wbuf.get() + r * ldw, cols);
+          RoundToBf16InPlace(wbuf + r * ldw, cols);
         }
         scale[r] = row_scale(row + r);
       }
@@ -248,9 +231,9 @@ void GemmPanels(const Decode& decode, const Arrange& arrange,
           for (; t < te; t += kM, ++tile) {
             prefetch();
             const int km = static_cast<int>(std::min<int64_t>(kM, te - t));
-            float* acc = accbuf.get() + tile * kR * kM * N;
-            Bf16DotTile(wb16.get(), ldb, xb16.get() + (t - tc) * cols, cols, c0,
-                        c1, km, acc, first);
+            float* acc = accbuf + tile * kR * kM * N;
+            Bf16DotTile(wb16, ldb, xb16 + (t - tc) * cols, cols, c0, c1, km,
+                        acc, first);
             if (!last) continue;
             for (int r = 0; r < valid; ++r) {
               for (int i = 0; i < km; ++i) {
@@ -264,22 +247,22 @@ void GemmPanels(const Decode& decode, const Arrange& arrange,
         }
         for (; t + kM <= te; t += kM, ++tile) {
           prefetch();
-          GemmTile<kR, kM>(wbuf.get(), ldw, xc + (t - tc) * cols, cols, c0, c1,
-                           accbuf.get() + tile * kR * kM * N, first, last,
-                           scale, y + t * wrows + row, wrows, valid);
+          GemmTile<kR, kM>(wbuf, ldw, xc + (t - tc) * cols, cols, c0, c1,
+                           accbuf + tile * kR * kM * N, first, last, scale,
+                           y + t * wrows + row, wrows, valid);
         }
         if (kM > 2 && te - t == 2) {  // 2 rows left: one tile, not two
           prefetch();
-          GemmTile<kR, 2>(wbuf.get(), ldw, xc + (t - tc) * cols, cols, c0, c1,
-                          accbuf.get() + tile * kR * kM * N, first, last, scale,
+          GemmTile<kR, 2>(wbuf, ldw, xc + (t - tc) * cols, cols, c0, c1,
+                          accbuf + tile * kR * kM * N, first, last, scale,
                           y + t * wrows + row, wrows, valid);
           t += 2;
           ++tile;
         }
         for (; t < te; ++t, ++tile) {
           prefetch();
-          GemmTile<kR, 1>(wbuf.get(), ldw, xc + (t - tc) * cols, cols, c0, c1,
-                          accbuf.get() + tile * kR * kM * N, first, last, scale,
+          GemmTile<kR, 1>(wbuf, ldw, xc + (t - tc) * cols, cols, c0, c1,
+                          accbuf + tile * kR * kM * N, first, last, scale,
                           y + t * wrows + row, wrows, valid);
         }
       }

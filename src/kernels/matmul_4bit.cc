@@ -19,13 +19,13 @@
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/matmul_4bit.cc"
-#include <hwy/aligned_allocator.h>
 #include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
 #include "kernels/bf16_dot.h"
 #include "kernels/matmul_4bit.h"
+#include "kernels/scratch.h"
 #include "quant/bnb.h"
 #include "quant/half.h"
 #include "util/error.h"
@@ -125,6 +125,19 @@ HWY_INLINE void DecodePair(DF df, const Ctx4& k, int64_t i, const ScaledLut& t,
   const auto b = hn::PromoteTo(du32, hn::LoadU(du8, k.packed + i / 2));
   *even = Lut16(df, k.lut, t, hn::ShiftRight<4>(b));
   *odd = Lut16(df, k.lut, t, b);
+}
+
+// One activation row in the order DecodePair returns weights: per 2N
+// columns, the N even elements then the N odd ones (cols % 2N == 0).
+HWY_INLINE void ArrangeEvenOdd(const float* xt, int64_t cols, float* out) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t c = 0; c < cols; c += 2 * N) {
+    const auto lo = hn::LoadU(df, xt + c);
+    const auto hi = hn::LoadU(df, xt + c + N);
+    hn::Store(hn::ConcatEven(df, hi, lo), df, out + c);
+    hn::Store(hn::ConcatOdd(df, hi, lo), df, out + c + N);
+  }
 }
 
 // kR weight rows x kM activation rows, full dot products over cols. The
@@ -319,14 +332,7 @@ void MatMulRows4bitImpl(const WeightMatrix& w, const float* x, int64_t m,
             }
           }
         },
-        [&](const float* xt, float* out) {
-          for (int64_t c = 0; c < cols; c += 2 * N) {
-            const auto lo = hn::LoadU(df, xt + c);
-            const auto hi = hn::LoadU(df, xt + c + N);
-            hn::Store(hn::ConcatEven(df, hi, lo), df, out + c);
-            hn::Store(hn::ConcatOdd(df, hi, lo), df, out + c + N);
-          }
-        },
+        [&](const float* xt, float* out) { ArrangeEvenOdd(xt, cols, out); },
         [](int64_t) { return 1.0f; }, false, bf16, w.data, cols / 2, cols,
         w.rows, x, m, y, r0, r1);
     return;
@@ -334,44 +340,32 @@ void MatMulRows4bitImpl(const WeightMatrix& w, const float* x, int64_t m,
   if (m > 4) {
     // Batched decode: arrange the activations once, decode each weight once
     // per 8 activation rows.
-    thread_local hwy::AlignedFreeUniquePtr<float[]> xa;
-    thread_local int64_t xa_cap = 0;
-    if (m * cols > xa_cap) {
-      xa = hwy::AllocateAligned<float>(m * cols);
-      xa_cap = m * cols;
-    }
-    for (int64_t t = 0; t < m; ++t) {
-      const float* xt = x + t * cols;
-      float* out = xa.get() + t * cols;
-      for (int64_t c = 0; c < cols; c += 2 * N) {
-        const auto lo = hn::LoadU(df, xt + c);
-        const auto hi = hn::LoadU(df, xt + c + N);
-        hn::Store(hn::ConcatEven(df, hi, lo), df, out + c);
-        hn::Store(hn::ConcatOdd(df, hi, lo), df, out + c + N);
-      }
-    }
+    thread_local Scratch<float> xa_scratch;
+    float* const xa = xa_scratch.Get(m * cols);
+    for (int64_t t = 0; t < m; ++t)
+      ArrangeEvenOdd(x + t * cols, cols, xa + t * cols);
     for (int64_t r = r0; r < r1;) {
       const bool two = r + 2 <= r1;
       int64_t t = 0;
       for (; t + 8 <= m; t += 8) {
         if (two) {
-          TileArranged<2, 8>(k, r, xa.get(), t, w.rows, y);
+          TileArranged<2, 8>(k, r, xa, t, w.rows, y);
         } else {
-          TileArranged<1, 8>(k, r, xa.get(), t, w.rows, y);
+          TileArranged<1, 8>(k, r, xa, t, w.rows, y);
         }
       }
       for (; t + 4 <= m; t += 4) {
         if (two) {
-          TileArranged<2, 4>(k, r, xa.get(), t, w.rows, y);
+          TileArranged<2, 4>(k, r, xa, t, w.rows, y);
         } else {
-          TileArranged<1, 4>(k, r, xa.get(), t, w.rows, y);
+          TileArranged<1, 4>(k, r, xa, t, w.rows, y);
         }
       }
       for (; t < m; ++t) {
         if (two) {
-          TileArranged<2, 1>(k, r, xa.get(), t, w.rows, y);
+          TileArranged<2, 1>(k, r, xa, t, w.rows, y);
         } else {
-          TileArranged<1, 1>(k, r, xa.get(), t, w.rows, y);
+          TileArranged<1, 1>(k, r, xa, t, w.rows, y);
         }
       }
       r += two ? 2 : 1;

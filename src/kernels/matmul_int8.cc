@@ -7,13 +7,13 @@
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/matmul_int8.cc"
-#include <hwy/aligned_allocator.h>
 #include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
 #include "kernels/bf16_dot.h"
 #include "kernels/matmul_int8.h"
+#include "kernels/scratch.h"
 #include "quant/bnb.h"
 #include "util/error.h"
 
