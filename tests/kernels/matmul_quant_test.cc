@@ -192,6 +192,24 @@ TEST(MatMulQuantTest, WrongFormatIsAnError) {
                Error);
 }
 
+// f32 weights rounded to a bf16 matrix (owns the bits).
+struct Bf16Weights {
+  Bf16Weights(const std::vector<float>& w, int64_t r, int64_t c)
+      : rows(r), cols(c), bits(w.size()) {
+    for (size_t i = 0; i < w.size(); ++i) bits[i] = F32ToBf16(w[i]);
+  }
+  WeightMatrix View() const {
+    WeightMatrix m;
+    m.format = WeightFormat::kBF16;
+    m.rows = rows;
+    m.cols = cols;
+    m.data = bits.data();
+    return m;
+  }
+  int64_t rows, cols;
+  std::vector<uint16_t> bits;
+};
+
 // --compute bf16: every format on every target against the bf16-rounded
 // reference (products of bf16 values are exact in f32, so only the f32
 // summation differs: the same tolerance as f32 compute). Also checks that
@@ -203,13 +221,8 @@ TEST(MatMulQuantTest, Bf16ComputeMatchesBf16ReferenceOnEveryTarget) {
   const Quantized4bit q4 = Quantize4bit(
       wf.data(), {rows, cols}, WeightFormat::kNF4, QuantParams{64, true});
   const QuantizedInt8 q8 = QuantizeInt8Rows(wf.data(), rows, cols);
-  std::vector<uint16_t> bf(rows * cols);
-  for (size_t i = 0; i < bf.size(); ++i) bf[i] = F32ToBf16(wf[i]);
-  WeightMatrix wb;
-  wb.format = WeightFormat::kBF16;
-  wb.rows = rows;
-  wb.cols = cols;
-  wb.data = bf.data();
+  const Bf16Weights bf(wf, rows, cols);
+  const WeightMatrix wb = bf.View();
   WeightMatrix w32 = wb;
   w32.format = WeightFormat::kF32;
   w32.data = wf.data();
@@ -238,13 +251,8 @@ TEST(MatMulQuantTest, OutputOfARowDoesNotDependOnTheOtherRows) {
   const Quantized4bit q4 = Quantize4bit(
       wf.data(), {rows, cols}, WeightFormat::kNF4, QuantParams{64, true});
   const QuantizedInt8 q8 = QuantizeInt8Rows(wf.data(), rows, cols);
-  std::vector<uint16_t> bf(rows * cols);
-  for (size_t i = 0; i < bf.size(); ++i) bf[i] = F32ToBf16(wf[i]);
-  WeightMatrix wb;
-  wb.format = WeightFormat::kBF16;
-  wb.rows = rows;
-  wb.cols = cols;
-  wb.data = bf.data();
+  const Bf16Weights bf(wf, rows, cols);
+  const WeightMatrix wb = bf.View();
   for (const WeightMatrix& w : {q4.View(), q8.View(), wb}) {
     std::vector<float> all(m * rows), one(rows), each(m * rows);
     MatMul(w, x.data(), m, all.data(), nullptr);
