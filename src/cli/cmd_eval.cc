@@ -1,15 +1,17 @@
-// bioquant eval: the study end to end, resumable (see harness/runner.h).
+// bioquant eval: the study end to end, resumable (see study/runner.h), on
+// the local engine (backends/local.h).
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
 
+#include "backends/local.h"
 #include "cli/cli_util.h"
 #include "cli/command.h"
-#include "harness/runner.h"
-#include "harness/store.h"
-#include "harness/study.h"
-#include "harness/task.h"
+#include "study/runner.h"
+#include "study/store.h"
+#include "study/study.h"
+#include "tasks/task.h"
 #include "util/sys.h"
 
 namespace bioquant::cli {
@@ -64,12 +66,13 @@ int RunEvalCommand(int argc, char** argv) {
       "Run the study: tasks x strategies x precisions, stored and resumable",
       "eval");
   EvalOptions o;
+  LocalBackendOptions lo;
   std::string precisions = "bf16,int8,nf4", tasks = "all",
               strategies = "zero-shot";
   std::string skip_modules;
   bool no_double_quant = false, no_chat = false;
   int resamples = 1000;
-  app.add_option("--model", o.model_dir, "Hugging Face checkpoint directory")
+  app.add_option("--model", lo.model_dir, "Hugging Face checkpoint directory")
       ->required();
   app.add_option("--precisions", precisions, "comma-separated precisions")
       ->default_val("bf16,int8,nf4");
@@ -88,7 +91,7 @@ int RunEvalCommand(int argc, char** argv) {
       ->required();
   app.add_option("--limit", o.limit, "first N examples per task (0 = all)")
       ->default_val(0);
-  app.add_option("--threads", o.threads, "worker threads (0 = all cores)")
+  app.add_option("--threads", lo.threads, "worker threads (0 = all cores)")
       ->default_val(0);
   app.add_option("--batch", o.batch,
                  "examples generated together (self-consistency: the N "
@@ -112,7 +115,7 @@ int RunEvalCommand(int argc, char** argv) {
                  "few-shot demonstrations file (task's own format)");
   app.add_option("--ner-style", o.ner_style, "list | inline")
       ->default_val("list");
-  app.add_option("--blocksize", o.quant.blocksize, "4-bit block size")
+  app.add_option("--blocksize", lo.quant.blocksize, "4-bit block size")
       ->default_val(64);
   app.add_flag("--no-double-quant", no_double_quant,
                "4-bit: absmax kept in f32");
@@ -121,11 +124,12 @@ int RunEvalCommand(int argc, char** argv) {
                  "bootstrap resamples for the summary")
       ->default_val(1000);
   if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
-  o.quant.double_quant = !no_double_quant;
+  lo.quant.double_quant = !no_double_quant;
   o.chat = !no_chat;
   o.precisions = SplitList(precisions);
   o.strategies = SplitList(strategies);
-  o.skip_modules = SplitList(skip_modules);
+  lo.precisions = o.precisions;
+  lo.skip_modules = SplitList(skip_modules);
   if (tasks == "all") {
     for (const auto& t : AllTasks()) {
       if (t.id != "medqa_5opt") o.tasks.push_back(t.id);
@@ -139,8 +143,9 @@ int RunEvalCommand(int argc, char** argv) {
   std::signal(SIGTERM, OnSigint);
   ProgressPrinter printer;
   Stopwatch sw;
+  const std::unique_ptr<BackendSet> backends = MakeLocalBackendSet(lo);
   const EvalSummary s =
-      RunEval(o, g_stop, [&](const EvalProgress& p) { printer(p); });
+      RunEval(o, *backends, g_stop, [&](const EvalProgress& p) { printer(p); });
   for (const auto& w : s.warnings)
     std::fprintf(stderr, "eval: warning: %s\n", w.c_str());
   if (s.interrupted) {

@@ -1,10 +1,10 @@
 // bioquant plan: predicted memory per precision on a device, and which
-// precision to deploy (the model lives in harness/planner.h).
+// precision to deploy (the model lives in study/planner.h).
 #include <cstdio>
 
 #include "cli/cli_util.h"
 #include "cli/command.h"
-#include "harness/planner.h"
+#include "study/planner.h"
 
 namespace bioquant::cli {
 namespace {

@@ -2,10 +2,10 @@
 // evaluation would send for one example.
 #include "cli/cli_util.h"
 #include "cli/command.h"
-#include "harness/loaders.h"
-#include "harness/prompt.h"
-#include "harness/strategy.h"
-#include "harness/task.h"
+#include "tasks/loaders.h"
+#include "tasks/prompt.h"
+#include "tasks/strategy.h"
+#include "tasks/task.h"
 #include "util/error.h"
 
 namespace bioquant::cli {

@@ -1,13 +1,13 @@
-// bioquant report RUN: scores a run store (harness/study.h) and renders it
-// (harness/report.h); also writes RUN/summary.json for `bioquant plan --run`.
+// bioquant report RUN: scores a run store (study/study.h) and renders it
+// (study/report.h); also writes RUN/summary.json for `bioquant plan --run`.
 #include <cstdio>
 #include <filesystem>
 
 #include "cli/cli_util.h"
 #include "cli/command.h"
-#include "harness/report.h"
-#include "harness/store.h"
-#include "harness/study.h"
+#include "study/report.h"
+#include "study/store.h"
+#include "study/study.h"
 #include "util/file.h"
 
 namespace bioquant::cli {

@@ -1,12 +1,12 @@
 // bioquant score --task T FILE: metrics of a predictions file (see
-// harness/score_file.h for the formats and harness/metrics.h for the
+// tasks/score_file.h for the formats and tasks/metrics.h for the
 // conventions).
 #include <cstdio>
 
 #include "cli/cli_util.h"
 #include "cli/command.h"
-#include "harness/score_file.h"
-#include "harness/task.h"
+#include "tasks/score_file.h"
+#include "tasks/task.h"
 
 namespace bioquant::cli {
 namespace {

@@ -3,8 +3,8 @@
 
 #include "cli/cli_util.h"
 #include "cli/command.h"
-#include "harness/loaders.h"
-#include "harness/task.h"
+#include "tasks/loaders.h"
+#include "tasks/task.h"
 #include "util/error.h"
 
 namespace bioquant::cli {

@@ -1,5 +1,6 @@
-// Engine: a model loaded at one precision, with its tokenizer. The harness
-// and the CLI talk only to this API (generate, logits, memory, timings).
+// Engine: a model loaded at one precision, with its tokenizer. The local
+// backend (backends/local.h) and the CLI talk only to this API (generate,
+// logits, memory, timings).
 #pragma once
 
 #include <cstdint>

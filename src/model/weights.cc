@@ -189,24 +189,6 @@ void RowToF32(const WeightMatrix& w, int64_t row, float* out) {
   }
 }
 
-WeightFormat ResolveLinearFormat(const std::string& precision,
-                                 const std::string& checkpoint_dtype) {
-  if (precision.empty()) {
-    if (checkpoint_dtype == "bfloat16") return WeightFormat::kBF16;
-    if (checkpoint_dtype == "float16") return WeightFormat::kF16;
-    return WeightFormat::kF32;
-  }
-  if (precision == "llm-int8") return WeightFormat::kInt8Row;
-  try {
-    return ParseFormat(precision);
-  } catch (const Error&) {
-    Fail(
-        "--precision: unknown precision '{}' (f32, bf16, f16, int8, llm-int8, "
-        "nf4, fp4)",
-        precision);
-  }
-}
-
 ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
                          const PrecisionSpec& precision, ThreadPool* pool) {
   const std::optional<BnbConfig> bnb =

@@ -67,11 +67,6 @@ ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
                          const PrecisionSpec& precision,
                          ThreadPool* pool = nullptr);
 
-// The storage format a precision name resolves to for Linear layers, given
-// the checkpoint's dtype name ("bfloat16"...). Throws for unknown names.
-WeightFormat ResolveLinearFormat(const std::string& precision,
-                                 const std::string& checkpoint_dtype);
-
 // Copies one row of a float-format matrix (f32/bf16/f16) to f32.
 void RowToF32(const WeightMatrix& w, int64_t row, float* out);
 

@@ -17,6 +17,13 @@ const char* FormatName(WeightFormat f);
 // Throws Error for an unknown name.
 WeightFormat ParseFormat(const std::string& name);
 
+// The storage format a precision name (--precision, a user contract: "f32"
+// "bf16" "f16" "int8" "llm-int8" "nf4" "fp4") resolves to for the Linear
+// layers, given the checkpoint's dtype name ("bfloat16"...); "" means the
+// checkpoint's own dtype. Throws Error naming --precision for unknown names.
+WeightFormat ResolveLinearFormat(const std::string& precision,
+                                 const std::string& checkpoint_dtype);
+
 struct QuantParams {
   int blocksize = 64;        // 4-bit only; bnb allows 32..4096 (powers of 2)
   bool double_quant = true;  // 4-bit only: absmax quantized to 8 bits

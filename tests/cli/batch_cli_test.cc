@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "harness/store.h"
+#include "study/store.h"
 #include "testing.h"
 #include "util/file.h"
 

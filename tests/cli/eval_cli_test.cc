@@ -13,8 +13,8 @@
 #include <random>
 #include <thread>
 
-#include "harness/store.h"
-#include "harness/study.h"
+#include "study/store.h"
+#include "study/study.h"
 #include "testing.h"
 #include "util/file.h"
 
@@ -197,6 +197,43 @@ TEST(EvalCli, BadInputLeavesStoreUntouched) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("made for another model"), std::string::npos) << r.err;
   EXPECT_EQ(ReadFile(run + "/store.sqlite"), before);
+}
+
+// A store written by bioquant before the Backend seam (schema 1, checked in
+// from that version: `eval --model <synth tiny seed 2> --precisions bf16
+// --tasks pubmedqa --strategies zero-shot --limit 2 --max-new-tokens 4`)
+// resumes: same fingerprint, same configuration, nothing redone.
+TEST(EvalCli, AStoreFromBeforeTheBackendSeamResumes) {
+  const std::string run = testing::TempDir("evalold") + "/run";
+  std::filesystem::create_directories(run);
+  std::filesystem::copy_file(
+      testing::SourceDir() + "/tests/cli/fixtures/store_schema1/store.sqlite",
+      run + "/store.sqlite");
+  const auto r = RunBioquant({"eval",
+                              "--model",
+                              TinyModel(),
+                              "--data-dir",
+                              testing::SourceDir() + "/examples/data",
+                              "--out",
+                              run,
+                              "--precisions",
+                              "bf16",
+                              "--tasks",
+                              "pubmedqa",
+                              "--strategies",
+                              "zero-shot",
+                              "--limit",
+                              "2",
+                              "--max-new-tokens",
+                              "4",
+                              "--resamples",
+                              "10",
+                              "--threads",
+                              "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("0 new completions, 2 resumed"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(RunStore::OpenForRead(run)->Rows().size(), 2u);
 }
 
 }  // namespace
