@@ -8,6 +8,7 @@
 
 #include "cli/command.h"
 #include "util/error.h"
+#include "util/version.h"
 
 namespace bioquant::cli {
 
@@ -27,7 +28,7 @@ void PrintUsage() {
   std::printf(
       "bioquant %s — quantized LLMs for biomedical NLP\n\n"
       "usage: bioquant <command> [flags]   (bioquant <command> --help)\n\n",
-      BIOQUANT_VERSION);
+      bioquant::Version());
   for (const auto& c : cmds) {
     std::printf("  %-10s %s\n", c.name.c_str(), c.help.c_str());
   }
@@ -42,7 +43,8 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   if (!std::strcmp(argv[1], "--version")) {
-    std::printf("bioquant %s (%s)\n", BIOQUANT_VERSION, BIOQUANT_GIT_REV);
+    std::printf("bioquant %s (%s)\n", bioquant::Version(),
+                bioquant::GitRevision());
     return 0;
   }
   for (const auto& c : bioquant::cli::Commands()) {

@@ -13,6 +13,7 @@
 #include "util/error.h"
 #include "util/file.h"
 #include "util/sys.h"
+#include "util/version.h"
 
 namespace bioquant {
 namespace {
@@ -77,8 +78,8 @@ void WriteManifest(const EvalOptions& o, const BackendSet& backends,
                         {"split_per_task", task_split}, {"batch", o.batch}};
   if (b.contains("run")) run.update(b["run"]);
   nlohmann::json m = {{"tool", "bioquant"},
-                      {"version", BIOQUANT_VERSION},
-                      {"git_revision", BIOQUANT_GIT_REV},
+                      {"version", Version()},
+                      {"git_revision", GitRevision()},
                       {"created_at", UtcNowIso()},
                       {"model", b.value("model", nlohmann::json())},
                       {"model_fingerprint", fingerprint},
