@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "engine/prefix_cache.h"
 #include "tokenizer/chat_template.h"
@@ -74,41 +75,21 @@ bool Engine::RenderChat(const nlohmann::json& messages,
                         bool add_generation_prompt, const std::string& date,
                         const std::string& template_text,
                         std::string* out) const {
-  std::string tmpl = template_text;
-  if (tmpl.empty() && tokenizer_) tmpl = tokenizer_->chat_template();
-  if (tmpl.empty()) return false;
-  ChatTemplateOptions o;
-  o.add_generation_prompt = add_generation_prompt;
-  o.date = date;
-  if (tokenizer_) {
-    o.bos_token = tokenizer_->bos_token();
-    o.eos_token = tokenizer_->eos_token();
-  }
-  *out = RenderChatTemplate(tmpl, messages, o, "chat_template");
-  return true;
+  return RenderChatFor(tokenizer_.get(), template_text, messages,
+                       add_generation_prompt, date, out);
 }
 
 namespace {
 
-// One request of a GenerateBatch call.
-struct Sequence {
-  const GenerateRequest* req;
-  Sampler sampler;
-  std::unique_ptr<Tokenizer::StreamDecoder> stream;  // null without tokenizer
-  KVCache* cache;
-  float* logits;      // [vocab]: the distribution of the next token
-  int32_t next = -1;  // the token to feed next
-  GenerateResult res;
-};
-
-// Picks the next token of `s` from its logits and applies the request's
-// stopping rules. Returns true when the sequence goes on (feed s.next).
-bool Advance(Sequence& s, const std::vector<int32_t>& eos_ids, int64_t vocab) {
-  const GenerateRequest& req = *s.req;
-  GenerateResult& res = s.res;
+// Picks the next token of a sequence from `logits` and applies the request's
+// stopping rules. Returns true when the sequence goes on (feed *next).
+bool Advance(const GenerateRequest& req, Sampler& sampler,
+             Tokenizer::StreamDecoder* stream, const float* logits,
+             const std::vector<int32_t>& eos_ids, int64_t vocab,
+             GenerateResult& res, int32_t* next_out) {
   const int i = static_cast<int>(res.output_ids.size());
   if (i >= req.max_new_tokens) return false;
-  const int32_t next = s.sampler.Sample(s.logits, vocab);
+  const int32_t next = sampler.Sample(logits, vocab);
   res.output_ids.push_back(next);
   const bool is_eos =
       std::find(eos_ids.begin(), eos_ids.end(), next) != eos_ids.end();
@@ -116,8 +97,8 @@ bool Advance(Sequence& s, const std::vector<int32_t>& eos_ids, int64_t vocab) {
     res.finish_reason = "eos";
     return false;
   }
-  if (s.stream) {
-    const std::string piece = s.stream->Push(next);
+  if (stream) {
+    const std::string piece = stream->Push(next);
     res.text += piece;
     bool stopped = false;
     for (const auto& stop : req.stop) {
@@ -137,17 +118,30 @@ bool Advance(Sequence& s, const std::vector<int32_t>& eos_ids, int64_t vocab) {
     }
   }
   if (i + 1 == req.max_new_tokens) return false;  // no forward for it
-  s.next = next;
+  *next_out = next;
   return true;
 }
 
-void Finish(Sequence& s, double decode_ms) {
-  if (s.stream && s.res.finish_reason == "length")
-    s.res.text += s.stream->Flush();
-  s.res.timings.decode_ms = decode_ms;
+}  // namespace
+
+void Engine::CheckRequest(const GenerateRequest& req,
+                          const std::string& which) {
+  if (req.prompt_ids.empty())
+    Fail("generate: the prompt has no tokens{}", which);
+  if (req.max_new_tokens < 0) Fail("--max-new-tokens must be >= 0{}", which);
 }
 
-}  // namespace
+KVCache* Engine::AcquireCache() {
+  if (free_caches_.empty()) {
+    seq_caches_.push_back(std::make_unique<KVCache>(decoder_->NewCache()));
+    return seq_caches_.back().get();
+  }
+  KVCache* c = free_caches_.back();
+  free_caches_.pop_back();
+  return c;
+}
+
+void Engine::ReleaseCache(KVCache* cache) { free_caches_.push_back(cache); }
 
 GenerateResult Engine::Generate(const GenerateRequest& req) {
   return std::move(GenerateBatch({req})[0]);
@@ -156,107 +150,145 @@ GenerateResult Engine::Generate(const GenerateRequest& req) {
 std::vector<GenerateResult> Engine::GenerateBatch(
     const std::vector<GenerateRequest>& reqs) {
   for (size_t i = 0; i < reqs.size(); ++i) {
-    const std::string which =
-        reqs.size() > 1 ? fmt::format(" (request {})", i) : "";
-    if (reqs[i].prompt_ids.empty())
-      Fail("generate: the prompt has no tokens{}", which);
-    if (reqs[i].max_new_tokens < 0)
-      Fail("--max-new-tokens must be >= 0{}", which);
+    CheckRequest(reqs[i],
+                 reqs.size() > 1 ? fmt::format(" (request {})", i) : "");
   }
-  const int64_t V = cfg_.vocab_size;
-  const size_t B = reqs.size();
-  while (seq_caches_.size() < B) seq_caches_.push_back(decoder_->NewCache());
-  std::vector<float> logits(B * V);
-  std::vector<Sequence> seqs;
-  seqs.reserve(B);
-  for (size_t i = 0; i < B; ++i) {
-    Sequence s{&reqs[i],
-               Sampler(reqs[i].sampling),
-               nullptr,
-               &seq_caches_[i],
-               logits.data() + i * V,
-               -1,
-               {}};
-    if (tokenizer_)
-      s.stream = std::make_unique<Tokenizer::StreamDecoder>(*tokenizer_, true);
-    s.res.timings.load_ms = load_ms_;
-    s.res.finish_reason = "length";
-    seqs.push_back(std::move(s));
-  }
-  // Prefill, one prompt at a time: each is computed exactly as it would be
-  // alone, minus the prefix whose keys and values are already known.
-  for (size_t i = 0; i < B; ++i) {
-    Sequence& s = seqs[i];
-    const std::vector<int32_t>& prompt = s.req->prompt_ids;
-    const int64_t n = static_cast<int64_t>(prompt.size());
-    Stopwatch sw;
-    s.cache->Clear();
-    int64_t reused = 0;
-    size_t twin = i;  // an earlier request of the batch with this prompt
-    for (size_t j = 0; j < i && twin == i; ++j) {
-      if (reqs[j].prompt_ids == prompt) twin = j;
-    }
-    if (twin != i) {
-      // Self-consistency samples: same prompt, so same cache and logits.
-      s.cache->AssignPrefix(*seqs[twin].cache, n);
-      std::memcpy(s.logits, seqs[twin].logits, V * sizeof(float));
-      reused = n;
-    } else {
-      if (prefix_cache_) reused = prefix_cache_->Lookup(prompt, s.cache);
-      decoder_->Forward(prompt.data() + reused, n - reused, *s.cache, s.logits,
-                        false);
-      if (prefix_cache_) prefix_cache_->Insert(prompt, *s.cache);
-    }
-    s.res.timings.prefill_ms = sw.ElapsedMs();
-    s.res.timings.prefill_tokens = n - reused;
-    s.res.timings.reused_tokens = reused;
-  }
-  // Decode: every live sequence advances one token per round.
-  Stopwatch dw;
-  std::vector<size_t> live, still;
-  for (size_t i = 0; i < B; ++i) {
-    if (Advance(seqs[i], eos_ids_, V)) {
-      live.push_back(i);
-    } else {
-      Finish(seqs[i], dw.ElapsedMs());
-    }
-  }
-  const int64_t group = Decoder::kMaxBatchRows;
-  std::vector<float> group_logits(std::min<int64_t>(B, group) * V);
-  std::vector<int32_t> ids;
-  std::vector<SeqSlice> slices;
-  while (!live.empty()) {
-    for (size_t g = 0; g < live.size(); g += group) {
-      const size_t end = std::min(live.size(), g + group);
-      ids.clear();
-      slices.clear();
-      for (size_t k = g; k < end; ++k) {
-        ids.push_back(seqs[live[k]].next);
-        slices.push_back({seqs[live[k]].cache, 1});
-      }
-      decoder_->Forward(ids.data(), slices, group_logits.data(),
-                        LogitsMode::kLast);
-      for (size_t k = g; k < end; ++k) {
-        Sequence& s = seqs[live[k]];
-        std::memcpy(s.logits, group_logits.data() + (k - g) * V,
-                    V * sizeof(float));
-        s.res.timings.decode_tokens++;
-      }
-    }
-    still.clear();
-    for (size_t i : live) {
-      if (Advance(seqs[i], eos_ids_, V)) {
-        still.push_back(i);
-      } else {
-        Finish(seqs[i], dw.ElapsedMs());
-      }
-    }
-    live.swap(still);
-  }
-  std::vector<GenerateResult> out;
-  out.reserve(B);
-  for (auto& s : seqs) out.push_back(std::move(s.res));
+  DecodeBatch batch(*this);
+  for (const GenerateRequest& r : reqs) batch.Add(r);  // ids 0..n-1
+  while (batch.live() > 0) batch.Step();
+  std::vector<GenerateResult> out(reqs.size());
+  for (auto& [id, res] : batch.TakeFinished()) out[id] = std::move(res);
   return out;
+}
+
+// One sequence of a DecodeBatch.
+struct DecodeBatch::Seq {
+  int id;
+  GenerateRequest req;
+  Sampler sampler;
+  std::unique_ptr<Tokenizer::StreamDecoder> stream;  // null without tokenizer
+  KVCache* cache;
+  std::vector<float> logits;  // [vocab]: the distribution of the next token
+  bool stepped = false;       // a Step has sampled from it (logits moved on)
+  Stopwatch decode_clock;     // started by its first Step
+  GenerateResult res;
+};
+
+DecodeBatch::DecodeBatch(Engine& engine) : e_(engine) {}
+
+DecodeBatch::~DecodeBatch() {
+  for (auto& s : seqs_) e_.ReleaseCache(s->cache);
+}
+
+int DecodeBatch::Add(GenerateRequest req) {
+  Engine::CheckRequest(req);
+  const int64_t V = e_.cfg_.vocab_size;
+  auto s = std::make_unique<Seq>(Seq{next_id_,
+                                     std::move(req),
+                                     Sampler({}),
+                                     nullptr,
+                                     nullptr,
+                                     std::vector<float>(V),
+                                     false,
+                                     {},
+                                     {}});
+  s->sampler = Sampler(s->req.sampling);
+  if (e_.tokenizer_) {
+    s->stream =
+        std::make_unique<Tokenizer::StreamDecoder>(*e_.tokenizer_, true);
+  }
+  s->res.timings.load_ms = e_.load_ms_;
+  s->res.finish_reason = "length";
+  const std::vector<int32_t>& prompt = s->req.prompt_ids;
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  Stopwatch sw;
+  s->cache = e_.AcquireCache();
+  s->cache->Clear();
+  int64_t reused = 0;
+  // An identical prompt not yet stepped holds exactly this prompt's keys,
+  // values and logits (self-consistency samples).
+  const Seq* twin = nullptr;
+  for (const auto& o : seqs_) {
+    if (!o->stepped && o->req.prompt_ids == prompt) twin = o.get();
+  }
+  if (twin) {
+    s->cache->AssignPrefix(*twin->cache, n);
+    s->logits = twin->logits;
+    reused = n;
+  } else {
+    PrefixCache* pc = e_.prefix_cache_.get();
+    if (pc) reused = pc->Lookup(prompt, s->cache);
+    e_.decoder_->Forward(prompt.data() + reused, n - reused, *s->cache,
+                         s->logits.data(), false);
+    if (pc) pc->Insert(prompt, *s->cache);
+  }
+  s->res.timings.prefill_ms = sw.ElapsedMs();
+  s->res.timings.prefill_tokens = n - reused;
+  s->res.timings.reused_tokens = reused;
+  seqs_.push_back(std::move(s));
+  return next_id_++;
+}
+
+void DecodeBatch::Finish(Seq& s, double decode_ms) {
+  if (s.stream && s.res.finish_reason == "length")
+    s.res.text += s.stream->Flush();
+  s.res.timings.decode_ms = decode_ms;
+  e_.ReleaseCache(s.cache);
+  finished_.emplace_back(s.id, std::move(s.res));
+}
+
+void DecodeBatch::Step() {
+  const int64_t V = e_.cfg_.vocab_size;
+  // Sample from each sequence's logits; keep those that go on.
+  std::vector<std::unique_ptr<Seq>> going;
+  std::vector<int32_t> ids;
+  for (auto& s : seqs_) {
+    if (!s->stepped) s->decode_clock.Reset();
+    int32_t next = -1;
+    const bool more = Advance(s->req, s->sampler, s->stream.get(),
+                              s->logits.data(), e_.eos_ids_, V, s->res, &next);
+    const double decode_ms = s->stepped ? s->decode_clock.ElapsedMs() : 0.0;
+    s->stepped = true;
+    if (!more) {
+      Finish(*s, decode_ms);
+      continue;
+    }
+    ids.push_back(next);
+    going.push_back(std::move(s));
+  }
+  seqs_.swap(going);
+  // One forward step for every sequence that goes on.
+  const int64_t group = Decoder::kMaxBatchRows;
+  group_logits_.resize(std::min<int64_t>(seqs_.size(), group) * V);
+  std::vector<SeqSlice> slices;
+  for (size_t g = 0; g < seqs_.size(); g += group) {
+    const size_t end = std::min(seqs_.size(), g + group);
+    slices.clear();
+    for (size_t k = g; k < end; ++k) slices.push_back({seqs_[k]->cache, 1});
+    e_.decoder_->Forward(ids.data() + g, slices, group_logits_.data(),
+                         LogitsMode::kLast);
+    for (size_t k = g; k < end; ++k) {
+      Seq& s = *seqs_[k];
+      std::memcpy(s.logits.data(), group_logits_.data() + (k - g) * V,
+                  V * sizeof(float));
+      s.res.timings.decode_tokens++;
+    }
+  }
+}
+
+void DecodeBatch::Cancel(int id) {
+  for (size_t i = 0; i < seqs_.size(); ++i) {
+    if (seqs_[i]->id != id) continue;
+    Seq& s = *seqs_[i];
+    s.res.finish_reason = "cancelled";
+    Finish(s, s.stepped ? s.decode_clock.ElapsedMs() : 0.0);
+    seqs_.erase(seqs_.begin() + i);
+    return;
+  }
+}
+
+std::vector<std::pair<int, GenerateResult>> DecodeBatch::TakeFinished() {
+  return std::exchange(finished_, {});
 }
 
 std::vector<float> Engine::Logits(const std::vector<int32_t>& ids,
@@ -296,7 +328,7 @@ MemoryLedger Engine::Memory() const {
       std::min(weights_.weights_bytes, weights_.resident_bytes);
   m.prefix_cache_bytes = prefix_cache_ ? prefix_cache_->bytes() : 0;
   m.kv_cache_bytes = cache_.Bytes() + m.prefix_cache_bytes;
-  for (const KVCache& c : seq_caches_) m.kv_cache_bytes += c.Bytes();
+  for (const auto& c : seq_caches_) m.kv_cache_bytes += c->Bytes();
   m.scratch_bytes = decoder_->ScratchBytes();
   m.peak_rss_bytes = PeakRssBytes();
   return m;

@@ -20,6 +20,7 @@ namespace bioquant {
 
 class Tokenizer;
 class PrefixCache;
+class DecodeBatch;
 
 struct EngineOptions {
   std::string model_dir;
@@ -64,9 +65,11 @@ struct Timings {
 
 struct GenerateResult {
   std::vector<int32_t>
-      output_ids;             // generated only (an EOS that ended it included)
-  std::string text;           // generated only, special tokens skipped
-  std::string finish_reason;  // "eos", "stop", "length", "callback"
+      output_ids;    // generated only (an EOS that ended it included)
+  std::string text;  // generated only, special tokens skipped
+  // "eos", "stop", "length", "callback" (on_text returned false),
+  // "cancelled" (DecodeBatch::Cancel)
+  std::string finish_reason;
   Timings timings;
 };
 
@@ -108,19 +111,27 @@ class Engine {
 
   // One request: GenerateBatch of one.
   GenerateResult Generate(const GenerateRequest& req);
+  // Checks a request before it is generated: a non-empty prompt and a
+  // non-negative token limit. Throws Error (`which` names the request).
+  static void CheckRequest(const GenerateRequest& req,
+                           const std::string& which = "");
   // Several independent requests, each with its own KV cache, sampler
   // (seed), stop strings, eos handling, token limit and callback; results in
   // request order. Prompts are prefilled one at a time (reusing cached
   // prefixes; identical prompts in the batch are computed once), then all
   // live sequences decode together, one token each per forward call in
-  // groups of at most Decoder::kMaxBatchRows, dropping out as they finish.
-  // Each result is bit-identical to what the request gives alone.
+  // groups of at most Decoder::kMaxBatchRows, dropping out as they finish:
+  // a DecodeBatch run to completion. Each result is bit-identical to what
+  // the request gives alone.
   std::vector<GenerateResult> GenerateBatch(
       const std::vector<GenerateRequest>& reqs);
   // Logits at every position [ids.size(), vocab], feeding `chunk` tokens per
   // forward call (0 = all at once).
   std::vector<float> Logits(const std::vector<int32_t>& ids, int64_t chunk = 0);
   MemoryLedger Memory() const;
+  // The model's context: positions a sequence may hold
+  // (max_position_embeddings; 0 when the config does not say).
+  int64_t context_length() const { return cfg_.max_position_embeddings; }
 
   // Low-level access for benchmarks: append ids to the engine's KV cache
   // (logits of the last position into `last_logits` when non-null).
@@ -131,17 +142,65 @@ class Engine {
   uint64_t WeightBytesPerToken() const;
 
  private:
+  friend class DecodeBatch;
   Engine() = default;
+  // KV caches for generation, kept between calls (their memory is reused).
+  KVCache* AcquireCache();
+  void ReleaseCache(KVCache* cache);
+
   ModelConfig cfg_;
   ModelWeights weights_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Decoder> decoder_;
-  KVCache cache_;                    // Logits and the low-level Forward
-  std::vector<KVCache> seq_caches_;  // GenerateBatch, one per request slot
+  KVCache cache_;  // Logits and the low-level Forward
+  std::vector<std::unique_ptr<KVCache>> seq_caches_;  // every one made
+  std::vector<KVCache*> free_caches_;                 // of those, unused
   std::unique_ptr<PrefixCache> prefix_cache_;  // null: no cross-request reuse
   std::vector<int32_t> eos_ids_;
   double load_ms_ = 0;
+};
+
+// Continuous batching: sequences join between steps (Add: prefill) and leave
+// when they finish or are cancelled; each Step samples one token for every
+// live sequence and computes the next forward step of those that go on, all
+// together (Decoder::kMaxBatchRows rows per forward call). GenerateBatch is
+// one DecodeBatch run to completion; `bioquant serve` keeps one running.
+// Each sequence's result is bit-identical to what its request gives alone
+// (the kernels' rows do not depend on each other). Not thread-safe: one
+// thread drives an engine and its batches.
+class DecodeBatch {
+ public:
+  explicit DecodeBatch(Engine& engine);
+  ~DecodeBatch();
+  DecodeBatch(const DecodeBatch&) = delete;
+  DecodeBatch& operator=(const DecodeBatch&) = delete;
+
+  // Prefills the request's prompt — from a cached prefix when the engine
+  // has a prefix cache, or from an identical prompt added since the last
+  // Step — and returns the sequence's id (0, 1, ... in order of Add). Throws
+  // Error (Engine::CheckRequest) without adding anything.
+  int Add(GenerateRequest req);
+  // One token for every live sequence; see above. Finished sequences move
+  // to TakeFinished.
+  void Step();
+  // Ends a live sequence now with finish_reason "cancelled" (a client that
+  // went away); unknown or finished ids are ignored.
+  void Cancel(int id);
+  // Sequences added and not yet finished.
+  int live() const { return static_cast<int>(seqs_.size()); }
+  // Sequences finished since the last call, in the order they finished.
+  std::vector<std::pair<int, GenerateResult>> TakeFinished();
+
+ private:
+  struct Seq;
+  void Finish(Seq& s, double decode_ms);
+
+  Engine& e_;
+  std::vector<std::unique_ptr<Seq>> seqs_;  // live, in order of Add
+  std::vector<std::pair<int, GenerateResult>> finished_;
+  std::vector<float> group_logits_;  // [kMaxBatchRows, vocab] f32
+  int next_id_ = 0;
 };
 
 }  // namespace bioquant

@@ -4,6 +4,7 @@
 #include <ctime>
 
 #include "tokenizer/jinja.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -147,6 +148,23 @@ ChatTemplateConfig ReadChatTemplateConfig(const std::string& dir) {
     out.chat_template = ReadFile(out.source);
   }
   return out;
+}
+
+bool RenderChatFor(const Tokenizer* tok, const std::string& template_text,
+                   const nlohmann::json& messages, bool add_generation_prompt,
+                   const std::string& date, std::string* out) {
+  std::string tmpl = template_text;
+  if (tmpl.empty() && tok) tmpl = tok->chat_template();
+  if (tmpl.empty()) return false;
+  ChatTemplateOptions o;
+  o.add_generation_prompt = add_generation_prompt;
+  o.date = date;
+  if (tok) {
+    o.bos_token = tok->bos_token();
+    o.eos_token = tok->eos_token();
+  }
+  *out = RenderChatTemplate(tmpl, messages, o, "chat_template");
+  return true;
 }
 
 }  // namespace bioquant

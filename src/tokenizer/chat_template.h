@@ -47,6 +47,16 @@ std::string RenderChatTemplate(
     const ChatTemplateOptions& opts,
     const std::string& source_name = "chat_template");
 
+class Tokenizer;
+
+// Renders `messages` the way a checkpoint is prompted: with `template_text`,
+// or when that is empty with `tok`'s chat template, and `tok`'s BOS/EOS
+// strings (none without a tokenizer). Returns false, leaving *out alone,
+// when there is no template. The engine and the backends share it.
+bool RenderChatFor(const Tokenizer* tok, const std::string& template_text,
+                   const nlohmann::json& messages, bool add_generation_prompt,
+                   const std::string& date, std::string* out);
+
 // What a checkpoint folder says about chat formatting.
 struct ChatTemplateConfig {
   std::string chat_template;  // empty when the checkpoint has none
