@@ -5,7 +5,8 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git time
       libhwy-dev nlohmann-json3-dev libpcre2-dev libsentencepiece-dev
       libcli11-dev libfmt-dev libicu-dev libsqlite3-dev
-      libgtest-dev libgmock-dev libbenchmark-dev)
+      libgtest-dev libgmock-dev libbenchmark-dev
+      libcurl4-openssl-dev libcpp-httplib-dev curl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -79,11 +80,17 @@ class Backend {
   // template itself.
   virtual bool AppliesChatTemplate() const { return false; }
 
+  // Called with (request index, result) as each request finishes, on the
+  // thread that called Generate, so a caller can keep every result the
+  // moment it exists.
+  using OnResult = std::function<void(size_t, const BackendResult&)>;
+
   // Generates every request; results in request order. A result does not
   // depend on the other requests of the call. Throws Error when generation
-  // cannot go on (the study keeps every row it stored before).
+  // cannot go on, after `on_result` has seen every request that did finish.
   virtual std::vector<BackendResult> Generate(
-      const std::vector<BackendRequest>& requests) = 0;
+      const std::vector<BackendRequest>& requests,
+      const OnResult& on_result = nullptr) = 0;
 
   // How results are computed, stored with every row (STYLE habit 7): the
   // local engine's "f32", "w8a32", "llm-int8", "w4a32"; a server's label.

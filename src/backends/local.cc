@@ -37,7 +37,8 @@ class LocalBackend : public Backend {
   }
 
   std::vector<BackendResult> Generate(
-      const std::vector<BackendRequest>& requests) override {
+      const std::vector<BackendRequest>& requests,
+      const OnResult& on_result) override {
     const Tokenizer& tok = engine_->RequireTokenizer();
     std::vector<GenerateRequest> reqs;
     reqs.reserve(requests.size());
@@ -75,6 +76,9 @@ class LocalBackend : public Backend {
       b.latency_ms = latency_ms;
       b.prefill_ms = g.timings.prefill_ms;
       b.decode_ms = g.timings.decode_ms;
+    }
+    if (on_result) {
+      for (size_t i = 0; i < out.size(); ++i) on_result(i, out[i]);
     }
     return out;
   }

@@ -1,13 +1,18 @@
 // bioquant eval: the study end to end, resumable (see study/runner.h), on
-// the local engine (backends/local.h).
+// the local engine (backends/local.h) or against OpenAI-compatible servers
+// (backends/openai.h: --endpoint / --endpoints).
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <optional>
 
 #include "backends/local.h"
+#include "backends/openai.h"
 #include "cli/cli_util.h"
 #include "cli/command.h"
+#include "study/planner.h"
 #include "study/runner.h"
 #include "study/store.h"
 #include "study/study.h"
@@ -67,14 +72,52 @@ int RunEvalCommand(int argc, char** argv) {
       "eval");
   EvalOptions o;
   LocalBackendOptions lo;
+  OpenAIBackendOptions ro;
   std::string precisions = "bf16,int8,nf4", tasks = "all",
               strategies = "zero-shot";
-  std::string skip_modules;
-  bool no_double_quant = false, no_chat = false;
+  std::string skip_modules, endpoint, served_model, endpoints, model_config;
+  bool no_double_quant = false, no_chat = false, no_stream = false;
   int resamples = 1000;
-  app.add_option("--model", lo.model_dir, "Hugging Face checkpoint directory")
-      ->required();
-  app.add_option("--precisions", precisions, "comma-separated precisions")
+  app.add_option("--model", lo.model_dir,
+                 "Hugging Face checkpoint directory (the local engine)");
+  app.add_option("--endpoint", endpoint,
+                 "an OpenAI-compatible server's base URL "
+                 "(http://host:8000/v1) instead of --model");
+  app.add_option("--served-model", served_model,
+                 "--endpoint: the model name the server serves (default: "
+                 "the only one it lists)");
+  app.add_option("--endpoints", endpoints,
+                 "several deployments compared as precisions: "
+                 "label=URL[#served-model],... (e.g. "
+                 "bf16=http://a:8000/v1,nf4=http://b:8000/v1)");
+  app.add_option("--api", ro.api,
+                 "servers: chat (the server applies the chat template) or "
+                 "completions (rendered here with --tokenizer)")
+      ->default_val("chat");
+  app.add_option("--tokenizer", ro.tokenizer_dir,
+                 "--api completions: checkpoint directory whose tokenizer "
+                 "and chat template render the prompts (sent as token ids)");
+  app.add_option("--concurrency", ro.concurrency, "servers: requests in flight")
+      ->default_val(8);
+  app.add_option("--retries", ro.retries,
+                 "servers: retries of a request after a connection error, "
+                 "timeout, 429 or 5xx (exponential backoff)")
+      ->default_val(5);
+  app.add_option("--request-timeout", ro.request_timeout_s,
+                 "servers: seconds one request may take")
+      ->default_val(600);
+  app.add_option("--api-key-env", ro.api_key_env,
+                 "servers: environment variable holding the API key (never "
+                 "stored)");
+  app.add_flag("--no-stream", no_stream,
+               "servers: whole responses instead of streamed ones (no "
+               "time-to-first-token)");
+  app.add_option("--model-config", model_config,
+                 "servers: config.json (or checkpoint dir) of the served "
+                 "model; the report then shows plan's memory prediction");
+  app.add_option("--precisions", precisions,
+                 "comma-separated precisions (--endpoint: the one label of "
+                 "that deployment)")
       ->default_val("bf16,int8,nf4");
   app.add_option("--tasks", tasks, "all, or comma-separated task ids")
       ->default_val("all");
@@ -94,9 +137,9 @@ int RunEvalCommand(int argc, char** argv) {
   app.add_option("--threads", lo.threads, "worker threads (0 = all cores)")
       ->default_val(0);
   app.add_option("--batch", o.batch,
-                 "examples generated together (self-consistency: the N "
-                 "samples of one example); results do not depend on it")
-      ->default_val(4);
+                 "requests per generation call: examples, or the samples of "
+                 "batch/N self-consistency examples (default 4; servers: 2 x "
+                 "--concurrency); results do not depend on it");
   app.add_option("--seed", o.seed, "seed for demonstrations and sampling")
       ->default_val(0);
   app.add_option("--max-new-tokens", o.max_new_tokens,
@@ -124,12 +167,68 @@ int RunEvalCommand(int argc, char** argv) {
                  "bootstrap resamples for the summary")
       ->default_val(1000);
   if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
+  const int sources = (app.count("--model") > 0) +
+                      (app.count("--endpoint") > 0) +
+                      (app.count("--endpoints") > 0);
+  if (sources != 1) {
+    Fail(
+        "give exactly one of --model DIR, --endpoint URL or --endpoints "
+        "label=URL,...");
+  }
+  const bool remote = !app.count("--model");
   lo.quant.double_quant = !no_double_quant;
   o.chat = !no_chat;
   o.precisions = SplitList(precisions);
   o.strategies = SplitList(strategies);
   lo.precisions = o.precisions;
   lo.skip_modules = SplitList(skip_modules);
+  if (remote) {
+    for (const char* local_only :
+         {"--threads", "--blocksize", "--no-double-quant", "--skip-modules"}) {
+      if (app.count(local_only)) {
+        Fail("{}: applies to the local engine (--model), not to a server",
+             local_only);
+      }
+    }
+    if (!endpoints.empty()) {
+      if (app.count("--precisions") || app.count("--served-model")) {
+        Fail(
+            "--endpoints names its labels and models; drop --precisions "
+            "and --served-model");
+      }
+      ro.endpoints = ParseEndpoints(endpoints, "--endpoints");
+    } else {
+      if (app.count("--precisions") && o.precisions.size() != 1) {
+        Fail("--precisions: --endpoint is one deployment; give one label");
+      }
+      const std::string label =
+          app.count("--precisions") ? o.precisions[0] : "served";
+      ro.endpoints = {
+          {label, NormalizeEndpointUrl(endpoint, "--endpoint"), served_model}};
+    }
+    o.precisions.clear();
+    for (const auto& ep : ro.endpoints) o.precisions.push_back(ep.label);
+    ro.stream = !no_stream;
+    if (no_chat && ro.api == "chat") {
+      Fail(
+          "--no-chat: a chat server always applies its template; use --api "
+          "completions");
+    }
+    if (!app.count("--batch")) o.batch = 2 * std::max(1, ro.concurrency);
+  } else {
+    for (const char* remote_only :
+         {"--served-model", "--api", "--tokenizer", "--concurrency",
+          "--retries", "--request-timeout", "--api-key-env", "--no-stream",
+          "--model-config"}) {
+      if (app.count(remote_only)) {
+        Fail(
+            "{}: applies to servers (--endpoint/--endpoints), not to "
+            "--model",
+            remote_only);
+      }
+    }
+    if (!app.count("--batch")) o.batch = 4;
+  }
   if (tasks == "all") {
     for (const auto& t : AllTasks()) {
       if (t.id != "medqa_5opt") o.tasks.push_back(t.id);
@@ -143,9 +242,36 @@ int RunEvalCommand(int argc, char** argv) {
   std::signal(SIGTERM, OnSigint);
   ProgressPrinter printer;
   Stopwatch sw;
-  const std::unique_ptr<BackendSet> backends = MakeLocalBackendSet(lo);
+  // The memory prediction is read before anything runs, so a bad
+  // --model-config fails early.
+  std::optional<PlanModel> plan_model;
+  if (!model_config.empty()) {
+    plan_model = WithContext(
+        "--model-config", [&] { return LoadPlanModel(model_config, false); });
+  }
+  if (plan_model) {
+    // What transformers + bitsandbytes would need on one GPU, for the
+    // labels that name a precision (the report shows it beside "not
+    // measured").
+    PlanOptions po;
+    po.device = PlanDevice::kGpu;
+    nlohmann::json totals = nlohmann::json::object();
+    for (const auto& label : o.precisions) {
+      const auto& known = PlanPrecisions();
+      if (std::find(known.begin(), known.end(), label) == known.end()) continue;
+      totals[label] = PredictPrecision(*plan_model, po, label).total_bytes;
+    }
+    o.predicted_memory = {{"device", "gpu"},
+                          {"context", po.context},
+                          {"batch", po.batch},
+                          {"model", model_config},
+                          {"total_bytes", totals}};
+  }
+  const std::unique_ptr<BackendSet> backends =
+      remote ? MakeOpenAIBackendSet(ro) : MakeLocalBackendSet(lo);
   const EvalSummary s =
       RunEval(o, *backends, g_stop, [&](const EvalProgress& p) { printer(p); });
+
   for (const auto& w : s.warnings)
     std::fprintf(stderr, "eval: warning: %s\n", w.c_str());
   if (s.interrupted) {

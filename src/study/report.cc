@@ -1,6 +1,7 @@
 #include "study/report.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +11,10 @@
 namespace bioquant {
 
 namespace report {
+
+std::string Str(const nlohmann::json& j) {
+  return j.is_string() ? j.get<std::string>() : j.dump();
+}
 
 std::string Bytes(int64_t b) {
   if (b <= 0) return "–";
@@ -104,15 +109,47 @@ int64_t MaxMemory(const nlohmann::json& scores, const std::string& precision,
   return m;
 }
 
+std::string MemoryText(const nlohmann::json& scores,
+                       const std::string& precision, const char* field) {
+  bool any = false, measured = false;
+  for (const auto& c : scores["cells"]) {
+    if (c["precision"] != precision || !c["memory"].is_object()) continue;
+    any = true;
+    measured = measured || c["memory"].value("measured", true);
+  }
+  if (any && !measured) return "not measured";
+  return Bytes(MaxMemory(scores, precision, field));
+}
+
+std::string PredictedMemoryNote(const nlohmann::json& scores) {
+  const auto& meta = scores["meta"];
+  if (!meta.is_object() || !meta.contains("predicted_memory")) return "";
+  const auto& pm = meta["predicted_memory"];
+  std::vector<std::string> parts;
+  const nlohmann::json totals =
+      pm.value("total_bytes", nlohmann::json::object());
+  for (const auto& [label, bytes] : totals.items()) {
+    parts.push_back(label + " " + Bytes(bytes.get<int64_t>()));
+  }
+  return fmt::format(
+      "memory was not measured by this backend; `bioquant plan --device {}` "
+      "predicts (context {}, batch {}, {}): {}",
+      Str(pm.value("device", nlohmann::json("gpu"))),
+      Str(pm.value("context", nlohmann::json(0))),
+      Str(pm.value("batch", nlohmann::json(1))),
+      Str(pm.value("model", nlohmann::json(""))), fmt::join(parts, ", "));
+}
+
+std::string SummaryBytes(const nlohmann::json& entry, const char* field) {
+  if (!entry.value("memory_measured", true)) return "not measured";
+  return Bytes(entry[field].get<int64_t>());
+}
+
 }  // namespace report
 
 namespace {
 
 using namespace report;
-
-std::string Str(const nlohmann::json& j) {
-  return j.is_string() ? j.get<std::string>() : j.dump();
-}
 
 // Main metric of a cell: "0.812 [0.780, 0.841]".
 std::string MetricWithCi(const nlohmann::json& cell) {
@@ -196,8 +233,12 @@ std::string RenderMarkdown(const nlohmann::json& s) {
       "95% CI bound of the relative drop is within it)\n",
       ref, s.value("criterion", ""));
   md += fmt::format(
-      "- bootstrap: {} resamples, seed {}, percentile 95% intervals\n\n",
+      "- bootstrap: {} resamples, seed {}, percentile 95% intervals\n",
       Str(s["bootstrap"]["resamples"]), Str(s["bootstrap"]["seed"]));
+  if (const std::string note = PredictedMemoryNote(s); !note.empty()) {
+    md += "- " + note + "\n";
+  }
+  md += "\n";
 
   for (const auto& st : s["strategies"]) {
     const std::string strategy = st;
@@ -225,8 +266,8 @@ std::string RenderMarkdown(const nlohmann::json& s) {
           compute = c["compute"];
       }
       md += fmt::format("| {} | {} | {} | {} | {:.1f} |", Str(p), compute,
-                        Bytes(MaxMemory(s, p, "weights_bytes")),
-                        Bytes(MaxMemory(s, p, "peak_rss_bytes")),
+                        MemoryText(s, p, "weights_bytes"),
+                        MemoryText(s, p, "peak_rss_bytes"),
                         MeanLatency(s, p, strategy));
       for (const auto& t : tasks) {
         const auto* c = FindCell(s, p, t, strategy);
@@ -405,9 +446,9 @@ std::string SummaryText(const nlohmann::json& s) {
     const bool is_ref = p["precision"] == s["summary"]["reference_precision"];
     out += fmt::format(
         "{:<10} {:>12} {:>12} {:>14.1f} {:>10.3f} {:>12}  {}\n",
-        Str(p["precision"]), Bytes(p["weights_bytes"].get<int64_t>()),
-        Bytes(p["peak_rss_bytes"].get<int64_t>()),
-        p["latency_ms_mean"].get<double>(), p["main_metric_mean"].get<double>(),
+        Str(p["precision"]), SummaryBytes(p, "weights_bytes"),
+        SummaryBytes(p, "peak_rss_bytes"), p["latency_ms_mean"].get<double>(),
+        p["main_metric_mean"].get<double>(),
         is_ref ? std::string("reference") : Pct(p["relative_drop"]),
         is_ref ? ""
                : (p["ci_supports_within_5pct"].get<bool>() ? "yes" : "no"));

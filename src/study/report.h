@@ -39,6 +39,8 @@ std::string SummaryText(const nlohmann::json& scores);
 
 // Shared formatting helpers (report.cc), also used by report_html.cc.
 namespace report {
+// A JSON string's text, any other value as JSON.
+std::string Str(const nlohmann::json& j);
 // "1.23 GiB", "512.0 MiB", "900 B"; "–" for <= 0 (not measured).
 std::string Bytes(int64_t bytes);
 // Metric value with 3 decimals; "–" for null.
@@ -64,6 +66,16 @@ double MeanLatency(const nlohmann::json& scores, const std::string& precision,
                    const std::string& strategy = "");
 int64_t MaxMemory(const nlohmann::json& scores, const std::string& precision,
                   const char* field);
+// Bytes(MaxMemory(...)), or "not measured" when the precision's backend
+// could not measure memory (a remote server).
+std::string MemoryText(const nlohmann::json& scores,
+                       const std::string& precision, const char* field);
+// When the store holds `bioquant plan`'s prediction (eval --model-config,
+// for backends that cannot measure memory): one sentence saying so and
+// listing the predicted totals; "" otherwise.
+std::string PredictedMemoryNote(const nlohmann::json& scores);
+// A summary entry's bytes (SummaryFromScores), or "not measured".
+std::string SummaryBytes(const nlohmann::json& entry, const char* field);
 }  // namespace report
 
 }  // namespace bioquant

@@ -19,10 +19,6 @@ using svg::Escape;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-std::string Str(const nlohmann::json& j) {
-  return j.is_string() ? j.get<std::string>() : j.dump();
-}
-
 // Colours follow fidelity rank, so a precision keeps its colour across runs.
 std::string PrecisionColor(const std::string& p) {
   static const std::map<std::string, std::string> kColors = {
@@ -95,7 +91,8 @@ std::string MemoryFigure(const nlohmann::json& s) {
     rss = rss || p["peak_rss_bytes"].get<int64_t>() > 0;
   }
   if (!weights && !rss) {
-    return "<p class=\"note\">No memory measurements in this store.</p>";
+    return "<p class=\"note\">No memory measurements in this store (a "
+           "remote backend cannot measure a server's memory).</p>";
   }
   const char* field = weights ? "weights_bytes" : "peak_rss_bytes";
   int64_t max_b = 0;
@@ -340,9 +337,9 @@ std::string Table1(const nlohmann::json& s, const std::string& strategy) {
         "<tr><td>{}</td><td "
         "class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td>"
         "<td>{:.1f}</td>",
-        Swatch(p), Escape(compute), Bytes(MaxMemory(s, p, "weights_bytes")),
-        Bytes(MaxMemory(s, p, "kv_cache_bytes")),
-        Bytes(MaxMemory(s, p, "peak_rss_bytes")), MeanLatency(s, p, strategy));
+        Swatch(p), Escape(compute), MemoryText(s, p, "weights_bytes"),
+        MemoryText(s, p, "kv_cache_bytes"), MemoryText(s, p, "peak_rss_bytes"),
+        MeanLatency(s, p, strategy));
     for (const auto& t : tasks) {
       const auto* c = FindCell(s, p, t, strategy);
       if (!c) {
@@ -442,10 +439,9 @@ std::string Cards(const nlohmann::json& s) {
         "<div class=\"v\">{:.1f} ms · {:.3f}</div>"
         "<div class=\"k\">mean relative drop · within 5% (CI)</div>"
         "<div class=\"v\">{} {}</div></div>\n",
-        PrecisionColor(name), Escape(name),
-        Bytes(p["weights_bytes"].get<int64_t>()),
-        Bytes(p["peak_rss_bytes"].get<int64_t>()),
-        p["latency_ms_mean"].get<double>(), p["main_metric_mean"].get<double>(),
+        PrecisionColor(name), Escape(name), SummaryBytes(p, "weights_bytes"),
+        SummaryBytes(p, "peak_rss_bytes"), p["latency_ms_mean"].get<double>(),
+        p["main_metric_mean"].get<double>(),
         is_ref ? "" : Pct(p["relative_drop"]), Badge(verdict));
   }
   return h + "</div>\n";
@@ -474,6 +470,9 @@ std::string RenderHtml(const nlohmann::json& s) {
       Escape(Str(s["reference_precision"])), Str(s["bootstrap"]["resamples"]),
       Str(s["bootstrap"]["seed"]));
   h += Cards(s);
+  if (const std::string note = PredictedMemoryNote(s); !note.empty()) {
+    h += "<p class=\"note\">" + Escape(note) + "</p>\n";
+  }
   h += fmt::format(
       "<p class=\"note\">Criterion: {} relative to the reference, judged per "
       "task. "

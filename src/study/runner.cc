@@ -177,6 +177,9 @@ EvalSummary RunEval(const EvalOptions& o, BackendSet& backends,
     Fail("--out: cannot create directory {}", o.out_dir);
   auto store = RunStore::Open(o.out_dir, fingerprint, config, true);
   WriteManifest(o, backends, fingerprint, config, task_split);
+  if (!o.predicted_memory.is_null()) {
+    store->PutMeta("predicted_memory_json", o.predicted_memory.dump());
+  }
 
   EvalSummary summary;
   summary.warnings = split_warnings;
@@ -249,9 +252,12 @@ EvalSummary RunEval(const EvalOptions& o, BackendSet& backends,
                         : BuildPrompt(*task, ex, spec, demos);
           return PromptRequest(*backend, prompt, o.chat, date);
         };
-        // One Generate call per group: `batch` examples, or the samples of
-        // one self-consistency example.
-        const size_t group = multi ? 1 : static_cast<size_t>(o.batch);
+        // One Generate call per group of `batch` requests: `batch` examples,
+        // or the samples of batch / n self-consistency examples (at least
+        // one). Each row is stored the moment its request finishes.
+        const size_t group = multi ? std::max(1, o.batch / spec.n)
+                                   : static_cast<size_t>(o.batch);
+        const std::string compute = backend->Compute();
         Stopwatch sw;
         for (size_t g0 = 0; g0 < todo.size() && !stop; g0 += group) {
           const size_t g1 = std::min(todo.size(), g0 + group);
@@ -277,16 +283,9 @@ EvalSummary RunEval(const EvalOptions& o, BackendSet& backends,
               reqs.push_back(std::move(req));
             }
           }
-          const std::vector<BackendResult> results =
-              reqs.empty() ? std::vector<BackendResult>()
-                           : backend->Generate(reqs);
-          if (results.size() != reqs.size()) {
-            Fail("backend {}: {} results for {} requests", precision,
-                 results.size(), reqs.size());
-          }
-          const std::string compute = backend->Compute();
-          for (size_t k = 0; k < results.size(); ++k) {
-            const BackendResult& r = results[k];
+          std::vector<bool> stored(reqs.size(), false);
+          auto keep = [&](size_t k, const BackendResult& r) {
+            if (k >= reqs.size() || stored[k]) return;
             const Example& ex = *pending_ex[k];
             GenerationRow& row = pending[k];
             row.latency_ms = r.latency_ms;
@@ -305,7 +304,18 @@ EvalSummary RunEval(const EvalOptions& o, BackendSet& backends,
             row.prefill_ms = r.prefill_ms;
             row.decode_ms = r.decode_ms;
             store->Put(row);
+            stored[k] = true;
             summary.generated++;
+          };
+          if (!reqs.empty()) {
+            const std::vector<BackendResult> results =
+                backend->Generate(reqs, keep);
+            if (results.size() != reqs.size()) {
+              Fail("backend {}: {} results for {} requests", precision,
+                   results.size(), reqs.size());
+            }
+            // A backend that reported nothing through the callback.
+            for (size_t k = 0; k < results.size(); ++k) keep(k, results[k]);
           }
           for (size_t e = g0; e < g1; ++e) {
             pr.done++;
@@ -318,7 +328,9 @@ EvalSummary RunEval(const EvalOptions& o, BackendSet& backends,
         m.task = task->id;
         m.strategy = sname;
         m.load_ms = load_ms;
-        if (const auto mem = backend->Memory()) {
+        const auto mem = backend->Memory();
+        m.memory_measured = mem.has_value();
+        if (mem) {
           m.peak_rss_bytes = static_cast<int64_t>(mem->peak_rss_bytes);
           m.weights_bytes = static_cast<int64_t>(mem->weights_bytes);
           m.kv_cache_bytes = static_cast<int64_t>(mem->kv_cache_bytes);
@@ -327,7 +339,7 @@ EvalSummary RunEval(const EvalOptions& o, BackendSet& backends,
         m.threads = backend->threads();
         // Requests per Generate call (at most; the last call of a cell
         // may hold fewer).
-        m.batch = multi ? spec.n : o.batch;
+        m.batch = static_cast<int>(group) * (multi ? spec.n : 1);
         m.examples = static_cast<int64_t>(examples.size());
         store->PutMeasurement(m);
       }

@@ -40,6 +40,10 @@ struct EvalOptions {
   std::string
       demos_file;  // few-shot demonstrations for tasks without train/dev
   std::string ner_style = "list";
+  // Memory `bioquant plan` predicts for the backends, kept in the store's
+  // meta for the report (eval --model-config with a remote backend); null:
+  // none.
+  nlohmann::json predicted_memory;
 };
 
 // Progress events for the CLI's bar / plain lines.

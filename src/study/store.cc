@@ -50,6 +50,14 @@ class Stmt {
     return *this;
   }
   Stmt& Bind(int v) { return Bind(static_cast<int64_t>(v)); }
+  Stmt& BindNull() {
+    Check(sqlite3_bind_null(stmt_, ++bound_));
+    return *this;
+  }
+  // v, or NULL when !present.
+  Stmt& BindIf(bool present, int64_t v) {
+    return present ? Bind(v) : BindNull();
+  }
   Stmt& Bind(double v) {
     Check(sqlite3_bind_double(stmt_, ++bound_, v));
     return *this;
@@ -69,6 +77,9 @@ class Stmt {
   }
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
   double Real(int col) const { return sqlite3_column_double(stmt_, col); }
+  bool IsNull(int col) const {
+    return sqlite3_column_type(stmt_, col) == SQLITE_NULL;
+  }
 
  private:
   void Check(int rc) {
@@ -392,8 +403,17 @@ void RunStore::PutMeasurement(const MeasurementRow& m) {
       .Bind(m.task)
       .Bind(m.strategy)
       .Bind(m.load_ms);
-  s.Bind(m.peak_rss_bytes).Bind(m.weights_bytes).Bind(m.kv_cache_bytes);
-  s.Bind(m.scratch_bytes).Bind(m.threads).Bind(m.batch).Bind(m.examples);
+  const bool mem = m.memory_measured;
+  s.BindIf(mem, m.peak_rss_bytes)
+      .BindIf(mem, m.weights_bytes)
+      .BindIf(mem, m.kv_cache_bytes);
+  s.BindIf(mem, m.scratch_bytes).Bind(m.threads).Bind(m.batch).Bind(m.examples);
+  s.Step();
+}
+
+void RunStore::PutMeta(const std::string& key, const std::string& value) {
+  Stmt s(db_, path_, "INSERT OR REPLACE INTO meta(key, value) VALUES(?,?)");
+  s.Bind(key).Bind(value);
   s.Step();
 }
 
@@ -455,6 +475,7 @@ std::vector<MeasurementRow> RunStore::Measurements() const {
     m.task = s.Text(1);
     m.strategy = s.Text(2);
     m.load_ms = s.Real(3);
+    m.memory_measured = !s.IsNull(4);
     m.peak_rss_bytes = s.Int(4);
     m.weights_bytes = s.Int(5);
     m.kv_cache_bytes = s.Int(6);
@@ -475,6 +496,8 @@ nlohmann::json RunStore::Meta() const {
       j[k] = std::stoi(v);
     } else if (k == "config_json") {
       j["config"] = ParseJsonColumn(v);
+    } else if (k.size() > 5 && k.compare(k.size() - 5, 5, "_json") == 0) {
+      j[k.substr(0, k.size() - 5)] = ParseJsonColumn(v);
     } else {
       j[k] = v;
     }

@@ -71,6 +71,8 @@ struct GenerationRow {
 
 // Upserted after each (precision, task, strategy) finishes. Bytes are the
 // engine's memory ledger except peak_rss_bytes (process peak, getrusage).
+// A backend that cannot measure memory (a remote server) stores them as
+// NULL: memory_measured false, the byte fields 0.
 struct MeasurementRow {
   std::string precision;
   std::string task;
@@ -83,6 +85,7 @@ struct MeasurementRow {
   int threads = 0;
   int batch = 1;
   int64_t examples = 0;  // examples finished under this measurement
+  bool memory_measured = true;
 };
 
 // Filters for RunStore::Rows; an unset field matches everything.
@@ -131,6 +134,10 @@ class RunStore {
   // overwrites a row.
   void Put(const GenerationRow& row);
   void PutMeasurement(const MeasurementRow& row);  // upsert
+  // An extra meta entry (upsert), e.g. "predicted_memory_json". Keys ending
+  // in "_json" hold JSON and come back parsed under the name without the
+  // suffix in Meta().
+  void PutMeta(const std::string& key, const std::string& value);
 
   // Rows ordered by precision, task, strategy, template, example_id, sample.
   std::vector<GenerationRow> Rows(const RowFilter& filter = {}) const;

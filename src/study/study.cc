@@ -257,7 +257,9 @@ nlohmann::json CellJson(const Cell& c, const MetricSet& set,
   j["tokens_in"] = {{"mean", tin / n}, {"total", tin}};
   j["tokens_out"] = {{"mean", tout / n}, {"total", tout}};
   if (m) {
-    j["memory"] = {{"load_ms", m->load_ms},
+    // Byte fields are 0 when the backend could not measure them.
+    j["memory"] = {{"measured", m->memory_measured},
+                   {"load_ms", m->load_ms},
                    {"peak_rss_bytes", m->peak_rss_bytes},
                    {"weights_bytes", m->weights_bytes},
                    {"kv_cache_bytes", m->kv_cache_bytes},
@@ -500,10 +502,13 @@ nlohmann::json SummaryFromScores(const nlohmann::json& scores) {
     nlohmann::json e;
     e["precision"] = p;
     int64_t weights = 0, rss = 0;
+    bool any_memory = false, measured = false;
     std::vector<double> lat, main;
     for (const auto& c : scores["cells"]) {
       if (c["precision"] != p) continue;
       if (c["memory"].is_object()) {
+        any_memory = true;
+        measured = measured || c["memory"].value("measured", true);
         weights = std::max<int64_t>(
             weights, c["memory"]["weights_bytes"].get<int64_t>());
         rss = std::max<int64_t>(rss,
@@ -536,6 +541,7 @@ nlohmann::json SummaryFromScores(const nlohmann::json& scores) {
     e["ci_supports_within_5pct"] = supported;
     e["weights_bytes"] = weights;
     e["peak_rss_bytes"] = rss;
+    e["memory_measured"] = !any_memory || measured;
     e["latency_ms_mean"] = Mean(lat);
     e["main_metric_mean"] = Mean(main);
     e["tasks"] = per_task;

@@ -53,11 +53,15 @@ class FakeBackend : public Backend {
     return true;
   }
   bool AppliesChatTemplate() const override { return own_template_; }
-  std::vector<BackendResult> Generate(
-      const std::vector<BackendRequest>& reqs) override {
-    if (++log_->calls == fail_call_) Fail("fake: connection lost");
+  std::vector<BackendResult> Generate(const std::vector<BackendRequest>& reqs,
+                                      const OnResult& on_result) override {
+    ++log_->calls;
     std::vector<BackendResult> out;
     for (const auto& r : reqs) {
+      // The failing call answers its first request, then loses the server.
+      if (log_->calls == fail_call_ && !out.empty()) {
+        Fail("fake: connection lost");
+      }
       log_->requests.push_back(r);
       BackendResult b = answer_(r);
       b.tokens_in = static_cast<int64_t>(r.text.size());
@@ -66,6 +70,7 @@ class FakeBackend : public Backend {
       b.prefill_ms = 4;
       b.decode_ms = 6;
       out.push_back(b);
+      if (on_result) on_result(out.size() - 1, b);
     }
     return out;
   }
@@ -256,12 +261,13 @@ TEST(RunnerTest, AFailingBackendKeepsEveryStoredRowAndResumes) {
   DefaultAnswers(failing);
   failing.fail_call = 3;
   EXPECT_THROW(RunStudy(Options(out), failing), Error);
-  // Two calls of two zero-shot examples each were stored before the third.
-  EXPECT_EQ(RunStore::OpenForRead(out)->Rows().size(), 4u);
+  // Two calls of two zero-shot examples each were stored before the third,
+  // and the one request the third answered before it failed.
+  EXPECT_EQ(RunStore::OpenForRead(out)->Rows().size(), 5u);
   FakeSet healthy;
   DefaultAnswers(healthy);
   const EvalSummary s = RunStudy(Options(out), healthy);
-  EXPECT_EQ(s.resumed, 4);
+  EXPECT_EQ(s.resumed, 5);
   const auto a = RunStore::OpenForRead(ref)->Rows();
   const auto b = RunStore::OpenForRead(out)->Rows();
   ASSERT_EQ(a.size(), b.size());
