@@ -6,11 +6,13 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <functional>
 #include <future>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "engine/engine.h"
@@ -469,6 +471,50 @@ TEST(ServeTest, StartupErrorsAreOneLine) {
     EXPECT_NE(err.find(k.expect), std::string::npos) << err;
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
   }
+}
+
+// A client nobody here wrote: curl, whole and streamed (-N).
+TEST(ServeTest, CurlTalksToIt) {
+  if (std::system("curl --version >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "curl not installed (scripts/setup.sh installs it)";
+  }
+  Serve s({"--api-key-env", "BQ_TEST_KEY"}, {"BQ_TEST_KEY=k1"});
+  const std::string base =
+      "curl -s -m 60 -H 'Authorization: Bearer k1' -H 'Content-Type: "
+      "application/json' http://127.0.0.1:" +
+      std::to_string(s.port());
+  const std::string body =
+      R"('{"model": "tiny-chat", "messages": [{"role": "user", "content": "Is aspirin an NSAID?"}], "max_tokens": 24, "temperature": 0)";
+  auto run = [](const std::string& cmd) {
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    EXPECT_EQ(pclose(p), 0) << cmd;
+    return out;
+  };
+  const auto whole = nlohmann::json::parse(
+      run(base + "/v1/chat/completions -d " + body + "}'"));
+  const std::string text = whole["choices"][0]["message"]["content"];
+  EXPECT_EQ(text, EngineChat("Is aspirin an NSAID?", 24, 0, 0));
+  const std::string sse = run(base + "/v1/chat/completions -N -d " + body +
+                              R"(, "stream": true}')");
+  std::string streamed;
+  std::stringstream ss(sse);
+  std::string line;
+  std::string last;
+  while (std::getline(ss, line)) {
+    if (line.rfind("data: ", 0) != 0) continue;
+    last = line;
+    if (line == "data: [DONE]") continue;
+    const auto j = nlohmann::json::parse(line.substr(6));
+    streamed += j["choices"][0]["delta"].value("content", "");
+  }
+  EXPECT_EQ(streamed, text);
+  EXPECT_EQ(last, "data: [DONE]");
+  const auto models = nlohmann::json::parse(run(base + "/v1/models"));
+  EXPECT_EQ(models["data"][0]["id"], "tiny-chat");
 }
 
 }  // namespace
