@@ -169,16 +169,106 @@ json PreTokenizerFor(const std::string& pre, const std::string& path) {
       path, pre);
 }
 
-// tokenizer.json + tokenizer_config.json for a gpt2 (byte-level BPE) vocab.
+// Protocol-buffer encoding, just what a sentencepiece ModelProto needs.
+void PutVarint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+void PutTag(std::string& out, int field, int wire) {
+  PutVarint(out, (static_cast<uint64_t>(field) << 3) | wire);
+}
+void PutBytes(std::string& out, int field, const std::string& bytes) {
+  PutTag(out, field, 2);
+  PutVarint(out, bytes.size());
+  out += bytes;
+}
+void PutInt(std::string& out, int field, int64_t v) {
+  PutTag(out, field, 0);
+  PutVarint(out, static_cast<uint64_t>(v));  // negative: 10-byte varint
+}
+
+// tokenizer.model for a llama (SentencePiece) vocab, the file llama.cpp's
+// converter read: ModelProto { pieces = 1 {piece = 1, score = 2, type = 3};
+// trainer_spec = 2 {model_type = 3 (BPE = 2), byte_fallback = 35, unk_id =
+// 40, bos_id = 41, eos_id = 42, pad_id = 43}; normalizer_spec = 3 {name = 1,
+// add_dummy_prefix = 3, remove_extra_whitespaces = 4, escape_whitespaces =
+// 5} }. GGUF token types are sentencepiece's piece types (1 normal, 2
+// unknown, 3 control, 4 user-defined, 5 unused, 6 byte).
+std::string SentencePieceModel(const GgufFile& f,
+                               const std::vector<std::string>& tokens,
+                               const std::vector<int64_t>& types) {
+  std::vector<double> scores(tokens.size(), 0.0);
+  if (f.Has("tokenizer.ggml.scores")) {
+    scores = f.GetFloatArray("tokenizer.ggml.scores");
+    if (scores.size() != tokens.size()) {
+      Fail("{}: tokenizer.ggml.scores has {} entries for {} tokens", f.path(),
+           scores.size(), tokens.size());
+    }
+  }
+  std::string proto;
+  bool byte_fallback = false;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (types[i] < 1 || types[i] > 6) {
+      Fail("{}: token {} has type {} (sentencepiece knows 1..6)", f.path(), i,
+           types[i]);
+    }
+    byte_fallback |= types[i] == 6;
+    std::string piece;
+    PutBytes(piece, 1, tokens[i]);
+    PutTag(piece, 2, 5);
+    const float score = static_cast<float>(scores[i]);
+    piece.append(reinterpret_cast<const char*>(&score), 4);
+    PutInt(piece, 3, types[i]);
+    PutBytes(proto, 1, piece);
+  }
+  auto id_of = [&](const char* key, int64_t fallback) {
+    return f.Has(key) ? f.GetInt(key) : fallback;
+  };
+  std::string trainer;
+  PutInt(trainer, 3, 2);  // BPE
+  PutInt(trainer, 35, byte_fallback ? 1 : 0);
+  PutInt(trainer, 40, id_of("tokenizer.ggml.unknown_token_id", 0));
+  PutInt(trainer, 41, id_of("tokenizer.ggml.bos_token_id", -1));
+  PutInt(trainer, 42, id_of("tokenizer.ggml.eos_token_id", -1));
+  PutInt(trainer, 43, id_of("tokenizer.ggml.padding_token_id", -1));
+  PutBytes(proto, 2, trainer);
+  std::string norm;
+  PutBytes(norm, 1, "identity");
+  const bool dummy = f.Has("tokenizer.ggml.add_space_prefix")
+                         ? f.GetBool("tokenizer.ggml.add_space_prefix")
+                         : true;
+  PutInt(norm, 3, dummy ? 1 : 0);
+  PutInt(norm, 4, 0);
+  PutInt(norm, 5, 1);
+  PutBytes(proto, 3, norm);
+  return proto;
+}
+
+void WriteBpeTokenizerJson(const GgufFile& f, const std::string& dir,
+                           const std::vector<std::string>& tokens,
+                           const std::vector<int64_t>& types,
+                           const ordered_json& added);
+void WriteTokenizerConfig(const GgufFile& f, const std::string& dir,
+                          const std::vector<std::string>& tokens,
+                          const ordered_json& added_decoder, bool spm,
+                          int64_t context_length);
+
+// tokenizer.json + tokenizer_config.json (gpt2 byte-level BPE) or
+// tokenizer.model (llama SentencePiece) + tokenizer_config.json.
 void WriteTokenizer(const GgufFile& f, const std::string& dir,
                     int64_t context_length) {
   const std::string model = f.GetString("tokenizer.ggml.model");
-  if (model != "gpt2") {
-    Fail("{}: tokenizer.ggml.model '{}' is not supported for import (gpt2)",
-         f.path(), model);
+  if (model != "gpt2" && model != "llama") {
+    Fail(
+        "{}: tokenizer.ggml.model '{}' is not supported for import (gpt2, "
+        "llama)",
+        f.path(), model);
   }
+  const bool spm = model == "llama";
   const auto tokens = f.GetStringArray("tokenizer.ggml.tokens");
-  const auto merges = f.GetStringArray("tokenizer.ggml.merges");
   std::vector<int64_t> types(tokens.size(), 1);
   if (f.Has("tokenizer.ggml.token_type")) {
     types = f.GetIntArray("tokenizer.ggml.token_type");
@@ -187,6 +277,35 @@ void WriteTokenizer(const GgufFile& f, const std::string& dir,
            f.path(), types.size(), tokens.size());
     }
   }
+  // Control (3) and user-defined (4) tokens are added tokens: matched
+  // before the model sees the text; control ones are special (skipped when
+  // decoding with skip_special_tokens).
+  ordered_json added = ordered_json::array();
+  ordered_json added_decoder = ordered_json::object();
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (types[i] != 3 && types[i] != 4 && !(spm && types[i] == 2)) continue;
+    const bool special = types[i] != 4;
+    ordered_json t = {
+        {"id", i},           {"content", tokens[i]}, {"single_word", false},
+        {"lstrip", false},   {"rstrip", false},      {"normalized", !special},
+        {"special", special}};
+    added.push_back(t);
+    t.erase("id");
+    added_decoder[std::to_string(i)] = t;
+  }
+  if (spm) {
+    WriteFile(dir + "/tokenizer.model", SentencePieceModel(f, tokens, types));
+  } else {
+    WriteBpeTokenizerJson(f, dir, tokens, types, added);
+  }
+  WriteTokenizerConfig(f, dir, tokens, added_decoder, spm, context_length);
+}
+
+void WriteBpeTokenizerJson(const GgufFile& f, const std::string& dir,
+                           const std::vector<std::string>& tokens,
+                           const std::vector<int64_t>& types,
+                           const ordered_json& added) {
+  const auto merges = f.GetStringArray("tokenizer.ggml.merges");
   const std::string pre = f.Has("tokenizer.ggml.pre")
                               ? f.GetString("tokenizer.ggml.pre")
                               : std::string();
@@ -198,22 +317,6 @@ void WriteTokenizer(const GgufFile& f, const std::string& dir,
            tokens[i]);
     }
     vocab[tokens[i]] = i;
-  }
-  // Control (3) and user-defined (4) tokens are added tokens: matched
-  // before the BPE sees the text; control ones are special (skipped when
-  // decoding with skip_special_tokens).
-  ordered_json added = ordered_json::array();
-  ordered_json added_decoder = ordered_json::object();
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    if (types[i] != 3 && types[i] != 4) continue;
-    const bool special = types[i] == 3;
-    ordered_json t = {
-        {"id", i},           {"content", tokens[i]}, {"single_word", false},
-        {"lstrip", false},   {"rstrip", false},      {"normalized", !special},
-        {"special", special}};
-    added.push_back(t);
-    t.erase("id");
-    added_decoder[std::to_string(i)] = t;
   }
   ordered_json tok = ordered_json::object();
   tok["version"] = "1.0";
@@ -242,11 +345,18 @@ void WriteTokenizer(const GgufFile& f, const std::string& dir,
                   {"vocab", vocab},
                   {"merges", merges}};
   WriteFile(dir + "/tokenizer.json", tok.dump(2));
+}
 
+void WriteTokenizerConfig(const GgufFile& f, const std::string& dir,
+                          const std::vector<std::string>& tokens,
+                          const ordered_json& added_decoder, bool spm,
+                          int64_t context_length) {
   ordered_json cfg = ordered_json::object();
+  // llama.cpp's defaults when the key is absent: BOS for SentencePiece
+  // vocabularies, none for byte-level BPE.
   const bool add_bos = f.Has("tokenizer.ggml.add_bos_token")
                            ? f.GetBool("tokenizer.ggml.add_bos_token")
-                           : false;
+                           : spm;
   const bool add_eos = f.Has("tokenizer.ggml.add_eos_token")
                            ? f.GetBool("tokenizer.ggml.add_eos_token")
                            : false;
@@ -266,7 +376,8 @@ void WriteTokenizer(const GgufFile& f, const std::string& dir,
   }
   cfg["clean_up_tokenization_spaces"] = false;
   cfg["model_max_length"] = context_length;
-  cfg["tokenizer_class"] = "PreTrainedTokenizerFast";
+  cfg["tokenizer_class"] = spm ? "LlamaTokenizer" : "PreTrainedTokenizerFast";
+  if (spm) cfg["legacy"] = true;
   WriteFile(dir + "/tokenizer_config.json", cfg.dump(2));
 }
 

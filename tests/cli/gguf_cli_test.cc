@@ -4,8 +4,10 @@
 // imported back. f32 tensors survive exactly, so the imported checkpoint's
 // tensors and logits must equal the original's bit for bit.
 #include <gtest/gtest.h>
+#include <sentencepiece_processor.h>
 
 #include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "io/gguf.h"
@@ -226,6 +228,76 @@ TEST(GgufImportCli, QuantizedTensorsAreDequantized) {
   EXPECT_EQ(up.dtype, DType::kBF16);
   EXPECT_EQ(ToF32(up), want);  // multiples of 1/64 in [-2, 2): exact in bf16
   EXPECT_EQ(ReadJsonFile(tmp + "/imp/config.json")["torch_dtype"], "bfloat16");
+}
+
+// Copies a GGUF, adding metadata.
+void CopyGgufWith(const std::string& src, const std::string& dst,
+                  const std::function<void(GgufWriter&)>& add) {
+  GgufFile f(src);
+  GgufWriter w;
+  for (const auto& [k, v] : f.metadata()) w.Set(k, v);
+  add(w);
+  for (const auto& t : f.tensors())
+    w.AddTensor(t.name, t.type, t.ne, t.data, t.nbytes);
+  w.Write(dst);
+}
+
+TEST(GgufImportCli, LlamaSentencePieceVocabTokenizesLikeTheOriginal) {
+  // Llama 2's tokenizer.model, stored in a GGUF the way llama.cpp's converter
+  // stores it (pieces, scores, piece types as tokenizer.ggml.*), imported
+  // back into a tokenizer.model: the same ids as the original on every text.
+  BIOQUANT_REQUIRE_SHARED();
+  const std::string orig = testing::OracleDir() + "/tokenizers/llama-2";
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(orig + "/tokenizer.model").ok());
+  std::vector<std::string> tokens;
+  std::vector<float> scores;
+  std::vector<int32_t> types;
+  for (int i = 0; i < sp.GetPieceSize(); ++i) {
+    tokens.push_back(sp.IdToPiece(i));
+    scores.push_back(sp.GetScore(i));
+    types.push_back(sp.IsUnknown(i)   ? 2
+                    : sp.IsControl(i) ? 3
+                    : sp.IsUnused(i)  ? 5
+                    : sp.IsByte(i)    ? 6
+                                      : 1);
+  }
+  const std::string tmp = testing::TempDir("gguf_spm");
+  auto r = RunBioquant(
+      {"synth", "--preset", "tiny", "--out", tmp + "/o", "--dtype", "f32"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  WriteGguf(tmp + "/o", tmp + "/plain.gguf");
+  CopyGgufWith(tmp + "/plain.gguf", tmp + "/m.gguf", [&](GgufWriter& w) {
+    w.SetString("tokenizer.ggml.model", "llama");
+    w.SetStringArray("tokenizer.ggml.tokens", tokens);
+    w.SetF32Array("tokenizer.ggml.scores", scores);
+    w.SetI32Array("tokenizer.ggml.token_type", types);
+    w.SetU32("tokenizer.ggml.bos_token_id", 1);
+    w.SetU32("tokenizer.ggml.eos_token_id", 2);
+    w.SetU32("tokenizer.ggml.unknown_token_id", 0);
+    w.SetBool("tokenizer.ggml.add_bos_token", true);
+    w.SetBool("tokenizer.ggml.add_space_prefix", true);
+  });
+  r = RunBioquant({"import-gguf", tmp + "/m.gguf", "--out", tmp + "/imp"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(FileExists(tmp + "/imp/tokenizer.model"));
+  EXPECT_EQ(ReadJsonFile(tmp + "/imp/tokenizer_config.json")["bos_token"],
+            "<s>");
+  for (const std::string text :
+       {"Hello world", "  two leading spaces and a tab\there",
+        "BRCA1 raises risk 5-fold (p<0.001).", "naïve café 東京 🧬",
+        "<s>control</s> tokens", "line\n\nbreaks\n"}) {
+    auto a =
+        RunBioquant({"tokenize", "--model", orig, "--text", text, "--json"});
+    auto b = RunBioquant(
+        {"tokenize", "--model", tmp + "/imp", "--text", text, "--json"});
+    ASSERT_EQ(a.exit_code, 0) << a.err;
+    ASSERT_EQ(b.exit_code, 0) << b.err;
+    const auto ja = nlohmann::json::parse(a.out),
+               jb = nlohmann::json::parse(b.out);
+    EXPECT_EQ(ja["ids"], jb["ids"]) << text;
+    EXPECT_EQ(ja["decoded"], jb["decoded"]) << text;
+  }
 }
 
 TEST(GgufImportCli, BadFilesGiveOneLineErrors) {
