@@ -5,9 +5,11 @@
 // (`from_pretrained(dir, gguf_file=...)`): config.json from the
 // `<arch>.*` hyper-parameters, every tensor dequantized (quant/ggml.h) and
 // renamed to HF names, Llama's Q/K rows un-permuted from llama.cpp's
-// interleaved rope layout back to HF's rotate-half one, and tokenizer.json +
-// tokenizer_config.json (chat template, special tokens, BOS/EOS) from
-// `tokenizer.ggml.*`. Architectures: llama, qwen2. Tokenizers: gpt2 (BPE).
+// interleaved rope layout back to HF's rotate-half one, and the tokenizer
+// from `tokenizer.ggml.*`: tokenizer.json for gpt2 (byte-level BPE; the
+// pre-tokenizer chosen by tokenizer.ggml.pre) or tokenizer.model for llama
+// (SentencePiece), plus tokenizer_config.json (chat template, special
+// tokens, BOS/EOS as the file says). Architectures: llama, qwen2.
 #pragma once
 
 #include <string>
