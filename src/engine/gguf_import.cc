@@ -249,7 +249,6 @@ std::string SentencePieceModel(const GgufFile& f,
 
 void WriteBpeTokenizerJson(const GgufFile& f, const std::string& dir,
                            const std::vector<std::string>& tokens,
-                           const std::vector<int64_t>& types,
                            const ordered_json& added);
 void WriteTokenizerConfig(const GgufFile& f, const std::string& dir,
                           const std::vector<std::string>& tokens,
@@ -296,14 +295,13 @@ void WriteTokenizer(const GgufFile& f, const std::string& dir,
   if (spm) {
     WriteFile(dir + "/tokenizer.model", SentencePieceModel(f, tokens, types));
   } else {
-    WriteBpeTokenizerJson(f, dir, tokens, types, added);
+    WriteBpeTokenizerJson(f, dir, tokens, added);
   }
   WriteTokenizerConfig(f, dir, tokens, added_decoder, spm, context_length);
 }
 
 void WriteBpeTokenizerJson(const GgufFile& f, const std::string& dir,
                            const std::vector<std::string>& tokens,
-                           const std::vector<int64_t>& types,
                            const ordered_json& added) {
   const auto merges = f.GetStringArray("tokenizer.ggml.merges");
   const std::string pre = f.Has("tokenizer.ggml.pre")
@@ -479,12 +477,16 @@ void ImportGguf(const GgufImportOptions& o) {
   const fs::path out(o.out_dir);
   const fs::path parent =
       out.has_parent_path() ? out.parent_path() : fs::path(".");
-  fs::create_directories(parent);
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec) Fail("{}: cannot create ({})", parent.string(), ec.message());
   const std::string tmp = (parent / (".tmp-" + out.filename().string() + "-" +
                                      std::to_string(::getpid())))
                               .string();
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
+  fs::remove_all(tmp, ec);
+  if (!fs::create_directories(tmp, ec) || ec) {
+    Fail("{}: cannot create ({})", tmp, ec.message());
+  }
   try {
     // Declare every tensor first (the stream writer fixes the header).
     struct Item {
@@ -544,10 +546,13 @@ void ImportGguf(const GgufImportOptions& o) {
     }
     WriteFile(tmp + "/generation_config.json", gen.dump(2) + "\n");
     if (f.Has("tokenizer.ggml.model")) WriteTokenizer(f, tmp, h.context);
-    if (fs::exists(out)) fs::remove(out);  // empty (checked above)
-    fs::rename(tmp, out);
-  } catch (...) {
     std::error_code ec;
+    if (fs::exists(out)) fs::remove(out, ec);  // empty (checked above)
+    fs::rename(tmp, out, ec);
+    if (ec)
+      Fail("{}: cannot rename {} into place ({})", o.out_dir, tmp,
+           ec.message());
+  } catch (...) {
     fs::remove_all(tmp, ec);
     throw;
   }
@@ -600,7 +605,7 @@ std::string ResolveModelPath(const std::string& model) {
   o.dtype = "f32";
   try {
     ImportGguf(o);
-  } catch (const Error&) {
+  } catch (const std::exception&) {
     // Another process may have imported it meanwhile (its rename won).
     if (FileExists(dir + "/config.json")) return dir;
     throw;

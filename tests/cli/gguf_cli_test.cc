@@ -324,6 +324,27 @@ TEST(GgufImportCli, BadFilesGiveOneLineErrors) {
   EXPECT_NE(r.err.find("architecture 'mamba' is not supported"),
             std::string::npos)
       << r.err;
+  // An output directory that already holds something is left alone.
+  std::filesystem::create_directories(tmp + "/full");
+  WriteFile(tmp + "/full/keep.txt", "x");
+  GgufWriter wl;
+  wl.SetString("general.architecture", "llama");
+  wl.Write(tmp + "/nohyper.gguf");
+  r = RunBioquant({"import-gguf", tmp + "/nohyper.gguf", "--out", tmp + "/o4"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("nohyper.gguf: missing metadata key llama."),
+            std::string::npos)
+      << r.err;
+  r = RunBioquant(
+      {"synth", "--preset", "tiny", "--out", tmp + "/ck", "--dtype", "f32"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  WriteGguf(tmp + "/ck", tmp + "/good.gguf");
+  r = RunBioquant({"import-gguf", tmp + "/good.gguf", "--out", tmp + "/full"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("full: output directory exists and is not empty"),
+            std::string::npos)
+      << r.err;
+  EXPECT_TRUE(FileExists(tmp + "/full/keep.txt"));
   // Missing file.
   r = RunBioquant({"import-gguf", tmp + "/none.gguf", "--out", tmp + "/o3"});
   EXPECT_EQ(r.exit_code, 1);
