@@ -55,6 +55,7 @@ struct ModelFlags {
   int threads = 0;
   float llm_int8_threshold = 6.0f;
   std::string compute = "f32";
+  bool allow_context_overflow = false;
 
   void Add(CLI::App& app, bool with_precision = true) {
     app.add_option("--model", model, "Hugging Face checkpoint directory")
@@ -79,6 +80,8 @@ struct ModelFlags {
                    "prefill activations: f32 (default, exact goldens) or "
                    "bf16 (faster, measured error)")
         ->default_val("f32");
+    app.add_flag("--allow-context-overflow", allow_context_overflow,
+                 "generate past the model's context (max_position_embeddings)");
   }
 
   EngineOptions ToOptions() const {
@@ -92,6 +95,7 @@ struct ModelFlags {
     o.threads = threads;
     if (threads < 0) Fail("--threads must be >= 0");
     o.compute = ParseComputeType(compute, "--compute");
+    o.allow_context_overflow = allow_context_overflow;
     return o;
   }
 };

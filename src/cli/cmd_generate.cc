@@ -89,6 +89,14 @@ int RunGenerate(int argc, char** argv) {
     };
   }
   const GenerateResult r = engine->Generate(req);
+  if (r.context_limited) {
+    std::fprintf(stderr,
+                 "bioquant generate: warning: stopped at the model's context "
+                 "of %lld positions (prompt %zu + %zu generated); "
+                 "--allow-context-overflow runs past it\n",
+                 static_cast<long long>(engine->context_length()),
+                 req.prompt_ids.size(), r.output_ids.size());
+  }
   if (!json) {
     std::printf("\n");
     std::fprintf(
@@ -110,6 +118,7 @@ int RunGenerate(int argc, char** argv) {
       {"output_ids", r.output_ids},
       {"text", r.text},
       {"finish_reason", r.finish_reason},
+      {"context_limited", r.context_limited},
       {"threads", engine->threads()},
       {"timings",
        {{"load_ms", r.timings.load_ms},
