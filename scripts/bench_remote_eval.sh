@@ -18,7 +18,7 @@ PRECISION=${2:-nf4}
 BATCH=${3:-4}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-2}
-TASKS=${TASKS:-bc5cdr_chemical,chemprot,hoc,pubmedqa}
+TASKS=${TASKS:-bc5cdr_chem,chemprot,hoc,pubmedqa}
 LIMIT=${LIMIT:-24}
 mkdir -p "$WORK"
 if [ ! -f "$MODEL/config.json" ]; then
@@ -57,10 +57,14 @@ print(f"{done / secs:.3f}" if secs else "nan")'
 locals=() remotes=()
 for r in $(seq 1 "$ROUNDS"); do
   rm -rf "$WORK/local" "$WORK/remote"
-  l=$("$BQ" eval --model "$MODEL" --precisions "$PRECISION" --threads "$THREADS" \
-      "${common[@]}" --out "$WORK/local" 2>&1 >/dev/null | rate)
-  m=$("$BQ" eval --endpoint "$URL" --concurrency "$BATCH" \
-      "${common[@]}" --out "$WORK/remote" 2>&1 >/dev/null | rate)
+  "$BQ" eval --model "$MODEL" --precisions "$PRECISION" --threads "$THREADS" \
+    "${common[@]}" --out "$WORK/local" >/dev/null 2>"$WORK/local.log" ||
+    { tail -3 "$WORK/local.log"; exit 1; }
+  "$BQ" eval --endpoint "$URL" --concurrency "$BATCH" \
+    "${common[@]}" --out "$WORK/remote" >/dev/null 2>"$WORK/remote.log" ||
+    { tail -3 "$WORK/remote.log"; exit 1; }
+  l=$(rate <"$WORK/local.log")
+  m=$(rate <"$WORK/remote.log")
   echo "round $r: local $l ex/s, remote $m ex/s"
   locals+=("$l") remotes+=("$m")
 done
