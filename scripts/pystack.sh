@@ -62,8 +62,11 @@ step() {  # step NAME REQUIREMENT-LINES...
 # CUDA runtime, about 4 GiB on disk); then llama-cpp-python, which compiles
 # llama.cpp from source (about 12 minutes on 2 cores).
 reqs=$(mktemp)
-trap 'rm -f "$reqs"' EXIT
-grep -v '^llama-cpp-python' "$REQ" >"$reqs"
+build=$(mktemp)
+trap 'rm -f "$reqs" "$build"' EXIT
+grep '# build$' "$REQ" | sed 's/ *#.*//' >"$build"
+step "build helpers ($(paste -sd' ' "$build"))" -r "$build"
+grep -v '^llama-cpp-python' "$REQ" | grep -v '# build$' >"$reqs"
 step "wheels ($(grep -c '^[a-z]' "$reqs") pinned packages and their dependencies)" -r "$reqs"
 llama=$(grep '^llama-cpp-python' "$REQ")
 CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CUDA=OFF" \
