@@ -5,8 +5,11 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include "cli/command.h"
+#include "engine/gguf_import.h"
 #include "util/error.h"
 #include "util/version.h"
 
@@ -34,6 +37,28 @@ void PrintUsage() {
   }
 }
 
+// Every command's --model (and --tokenizer) may name a .gguf file: it is
+// imported once into the cache and the command sees the checkpoint
+// directory, so no command needs to know about GGUF.
+void ResolveGgufModels(std::vector<std::string>& args) {
+  for (size_t i = 1; i < args.size(); ++i) {
+    for (const char* flag : {"--model", "--tokenizer"}) {
+      const std::string f = flag, eq = f + "=";
+      std::string* value = nullptr;
+      std::string prefix;
+      if (args[i] == f && i + 1 < args.size()) {
+        value = &args[i + 1];
+      } else if (args[i].rfind(eq, 0) == 0) {
+        prefix = eq;
+        args[i] = args[i].substr(eq.size());
+        value = &args[i];
+      }
+      if (!value) continue;
+      *value = prefix + bioquant::ResolveModelPath(*value);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -50,7 +75,12 @@ int main(int argc, char** argv) {
   for (const auto& c : bioquant::cli::Commands()) {
     if (c.name != argv[1]) continue;
     try {
-      return c.run(argc - 1, argv + 1);
+      std::vector<std::string> args(argv + 1, argv + argc);
+      ResolveGgufModels(args);
+      std::vector<char*> ptrs;
+      for (auto& a : args) ptrs.push_back(a.data());
+      ptrs.push_back(nullptr);
+      return c.run(static_cast<int>(args.size()), ptrs.data());
     } catch (const CLI::ParseError& e) {
       std::fprintf(stderr, "bioquant %s: error: %s\n", argv[1], e.what());
       return 2;
