@@ -7,6 +7,7 @@
 #include <exception>
 
 #include "cli/command.h"
+#include "kernels/isa.h"
 #include "util/error.h"
 #include "util/version.h"
 
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   for (const auto& c : bioquant::cli::Commands()) {
     if (c.name != argv[1]) continue;
     try {
+      bioquant::ApplyIsaFromEnvironment();  // before any kernel dispatches
       return c.run(argc - 1, argv + 1);
     } catch (const CLI::ParseError& e) {
       std::fprintf(stderr, "bioquant %s: error: %s\n", argv[1], e.what());
