@@ -36,6 +36,9 @@ struct EngineOptions {
   // Engine::Load). Identical prompts within one GenerateBatch share their
   // prefill either way: exact, and nothing is kept.
   uint64_t prefix_cache_bytes = 0;
+  // Quantized-weights cache directory (engine/weight_cache.h); "" = none
+  // (the library default: the CLI passes the user's cache directory).
+  std::string weight_cache_dir;
 };
 
 struct GenerateRequest {
@@ -98,6 +101,9 @@ class Engine {
   const Tokenizer& RequireTokenizer() const;
   int threads() const { return pool_->size(); }
   double load_ms() const { return load_ms_; }
+  // "off" (no cache for this load), "hit" (mapped from the cache) or
+  // "built" (quantized and written to it now).
+  const std::string& weight_cache_status() const { return weight_cache_; }
   // The end-of-sequence ids generation stops on (config, generation_config,
   // tokenizer).
   const std::vector<int32_t>& eos_ids() const { return eos_ids_; }
@@ -159,6 +165,7 @@ class Engine {
   std::unique_ptr<PrefixCache> prefix_cache_;  // null: no cross-request reuse
   std::vector<int32_t> eos_ids_;
   double load_ms_ = 0;
+  std::string weight_cache_ = "off";
 };
 
 // Continuous batching: sequences join between steps (Add: prefill) and leave
