@@ -144,6 +144,7 @@ class LocalBackendSet : public BackendSet {
     eo.precision.skip_modules = o_.skip_modules;
     eo.threads = o_.threads;
     eo.prefix_cache_bytes = o_.prefix_cache_bytes;
+    eo.weight_cache_dir = o_.weight_cache_dir;
     // The peak this precision reaches, not the one before it.
     ResetPeakRss();
     return std::make_unique<LocalBackend>(Engine::Load(eo));

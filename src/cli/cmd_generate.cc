@@ -15,6 +15,7 @@ int RunGenerate(int argc, char** argv) {
   CLI::App app("Generate text with a model", "generate");
   ModelFlags mf;
   mf.Add(app);
+  mf.AddCache(app);
   std::string prompt, prompt_ids, system, chat_template_file, date;
   bool chat = false, ignore_eos = false, json = false;
   int max_new = 128;
@@ -122,6 +123,7 @@ int RunGenerate(int argc, char** argv) {
       {"threads", engine->threads()},
       {"timings",
        {{"load_ms", r.timings.load_ms},
+        {"weight_cache", engine->weight_cache_status()},
         {"prefill_ms", r.timings.prefill_ms},
         {"decode_ms", r.timings.decode_ms},
         {"prefill_tokens", r.timings.prefill_tokens},

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "engine/prefix_cache.h"
+#include "engine/weight_cache.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -37,8 +38,19 @@ std::unique_ptr<Engine> Engine::Load(const EngineOptions& opts) {
   auto e = std::unique_ptr<Engine>(new Engine());
   e->cfg_ = LoadModelConfig(opts.model_dir);
   e->pool_ = std::make_unique<ThreadPool>(opts.threads);
-  e->weights_ =
-      LoadWeights(opts.model_dir, e->cfg_, opts.precision, e->pool_.get());
+  // A quantized precision may come from the weights cache (same bytes,
+  // mapped); the config, tokenizer and everything else from model_dir.
+  const WeightCacheResult wc =
+      ResolveWeightCache(opts.weight_cache_dir, opts.model_dir, e->cfg_,
+                         opts.precision, e->pool_.get());
+  if (wc.dir != opts.model_dir) {
+    e->weights_ = LoadWeights(wc.dir, LoadModelConfig(wc.dir), opts.precision,
+                              e->pool_.get());
+    e->weight_cache_ = wc.hit ? "hit" : "built";
+  } else {
+    e->weights_ =
+        LoadWeights(opts.model_dir, e->cfg_, opts.precision, e->pool_.get());
+  }
   if (FileExists(opts.model_dir + "/tokenizer.json") ||
       FileExists(opts.model_dir + "/tokenizer.model")) {
     e->tokenizer_ = Tokenizer::Load(opts.model_dir);

@@ -41,6 +41,9 @@ struct EngineOptions {
   // prompt + output fit (GenerateResult::context_limited). true lifts both
   // (positions past the context are what the model never saw in training).
   bool allow_context_overflow = false;
+  // Quantized-weights cache directory (engine/weight_cache.h); "" = none
+  // (the library default: the CLI passes the user's cache directory).
+  std::string weight_cache_dir;
 };
 
 struct GenerateRequest {
@@ -106,6 +109,9 @@ class Engine {
   const Tokenizer& RequireTokenizer() const;
   int threads() const { return pool_->size(); }
   double load_ms() const { return load_ms_; }
+  // "off" (no cache for this load), "hit" (mapped from the cache) or
+  // "built" (quantized and written to it now).
+  const std::string& weight_cache_status() const { return weight_cache_; }
   // The end-of-sequence ids generation stops on (config, generation_config,
   // tokenizer).
   const std::vector<int32_t>& eos_ids() const { return eos_ids_; }
@@ -171,6 +177,7 @@ class Engine {
   std::vector<int32_t> eos_ids_;
   bool allow_context_overflow_ = false;
   double load_ms_ = 0;
+  std::string weight_cache_ = "off";
 };
 
 // Continuous batching: sequences join between steps (Add: prefill) and leave
