@@ -43,11 +43,14 @@ struct BackendRequest {
 };
 
 struct BackendResult {
-  std::string text;           // the completion (generated text only)
-  std::string reasoning;      // a server's separate reasoning text, if any
-  std::string finish_reason;  // "eos" | "stop" | "length" | ...
-  int64_t tokens_in = 0;      // prompt tokens
-  int64_t tokens_out = 0;     // generated tokens
+  std::string text;       // the completion (generated text only)
+  std::string reasoning;  // a server's separate reasoning text, if any
+  // "eos" | "stop" | "length" | ...; "prompt_too_long": the prompt (or,
+  // for a server, prompt + max_tokens) does not fit the model's context and
+  // nothing was generated.
+  std::string finish_reason;
+  int64_t tokens_in = 0;   // prompt tokens
+  int64_t tokens_out = 0;  // generated tokens
   // What the request cost its caller, end to end. A backend that generates
   // a call's requests together reports the call's wall time divided by its
   // requests (the study's per-row latency).

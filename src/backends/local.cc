@@ -44,12 +44,22 @@ class LocalBackend : public Backend {
     reqs.reserve(requests.size());
     // The samples of one example share their prompt: tokenize it once.
     std::map<std::pair<std::string, bool>, std::vector<int32_t>> ids;
-    for (const BackendRequest& r : requests) {
+    // A prompt longer than the model's context is answered without
+    // generating (finish_reason "prompt_too_long"), as a server answers 400.
+    std::vector<size_t> run;  // indices of the requests generated
+    std::vector<int64_t> too_long(requests.size(), -1);
+    for (size_t i = 0; i < requests.size(); ++i) {
+      const BackendRequest& r = requests[i];
       auto key = std::make_pair(r.text, r.add_special_tokens);
       auto it = ids.find(key);
       if (it == ids.end()) {
         it = ids.emplace(key, tok.Encode(r.text, r.add_special_tokens)).first;
       }
+      if (!engine_->PromptFits(static_cast<int64_t>(it->second.size()))) {
+        too_long[i] = static_cast<int64_t>(it->second.size());
+        continue;
+      }
+      run.push_back(i);
       GenerateRequest g;
       g.prompt_ids = it->second;
       g.max_new_tokens = r.max_new_tokens;
@@ -60,18 +70,26 @@ class LocalBackend : public Backend {
       reqs.push_back(std::move(g));
     }
     Stopwatch sw;
-    const std::vector<GenerateResult> results = engine_->GenerateBatch(reqs);
+    const std::vector<GenerateResult> results =
+        reqs.empty() ? std::vector<GenerateResult>()
+                     : engine_->GenerateBatch(reqs);
     // The call's rows share its wall time (prefill_ms and decode_ms are each
     // request's own, see engine/engine.h Timings).
     const double latency_ms =
         sw.ElapsedMs() / std::max<size_t>(1, results.size());
-    std::vector<BackendResult> out(results.size());
-    for (size_t i = 0; i < results.size(); ++i) {
-      const GenerateResult& g = results[i];
-      BackendResult& b = out[i];
+    std::vector<BackendResult> out(requests.size());
+    for (size_t i = 0; i < requests.size(); ++i) {
+      if (too_long[i] >= 0) {
+        out[i].finish_reason = "prompt_too_long";
+        out[i].tokens_in = too_long[i];
+      }
+    }
+    for (size_t k = 0; k < results.size(); ++k) {
+      const GenerateResult& g = results[k];
+      BackendResult& b = out[run[k]];
       b.text = g.text;
       b.finish_reason = g.finish_reason;
-      b.tokens_in = static_cast<int64_t>(reqs[i].prompt_ids.size());
+      b.tokens_in = static_cast<int64_t>(reqs[k].prompt_ids.size());
       b.tokens_out = static_cast<int64_t>(g.output_ids.size());
       b.latency_ms = latency_ms;
       b.prefill_ms = g.timings.prefill_ms;
@@ -126,6 +144,7 @@ class LocalBackendSet : public BackendSet {
     eo.precision.skip_modules = o_.skip_modules;
     eo.threads = o_.threads;
     eo.prefix_cache_bytes = o_.prefix_cache_bytes;
+    eo.weight_cache_dir = o_.weight_cache_dir;
     // The peak this precision reaches, not the one before it.
     ResetPeakRss();
     return std::make_unique<LocalBackend>(Engine::Load(eo));

@@ -24,6 +24,8 @@ struct LocalBackendOptions {
   // The engine's prefix cache (engine/engine.h EngineOptions): prompts of a
   // task share instructions and templates. Results do not depend on it.
   uint64_t prefix_cache_bytes = 1ull << 30;
+  // Quantized-weights cache (engine/weight_cache.h); "" = none.
+  std::string weight_cache_dir;
 };
 
 // A checkpoint directory at the precisions of the options. Throws Error

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -187,6 +188,23 @@ void ReadChoice(const nlohmann::json& j, bool chat, BackendResult& out,
 
 bool RetryableStatus(long status) {
   return status == 408 || status == 429 || status >= 500;
+}
+
+// A 400 that says the prompt (with max_tokens) exceeds the context, as
+// vLLM / bioquant serve ("context_length_exceeded", "maximum context
+// length"), llama.cpp ("exceed_context_size_error", "exceeds the available
+// context size") and TGI ("must be <= ...") word it.
+bool IsContextLengthError(const std::string& body) {
+  std::string b = body;
+  std::transform(b.begin(), b.end(), b.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  for (const char* needle :
+       {"context_length_exceeded", "maximum context length",
+        "exceed_context_size", "context size", "context window",
+        "max_new_tokens` must be <="}) {
+    if (b.find(needle) != std::string::npos) return true;
+  }
+  return false;
 }
 
 class OpenAIBackend : public Backend {
@@ -381,6 +399,14 @@ class OpenAIBackend : public Backend {
       a.retryable =
           h.code != CURLE_URL_MALFORMAT && h.code != CURLE_UNSUPPORTED_PROTOCOL;
       a.error = h.curl_error;
+      return a;
+    }
+    if (h.status == 400 && IsContextLengthError(h.body)) {
+      // The prompt (with max_tokens) does not fit the server's context: an
+      // answer about this request, not a failure of the run.
+      r.finish_reason = "prompt_too_long";
+      r.latency_ms = total_ms;
+      a.ok = true;
       return a;
     }
     if (h.status != 200) {

@@ -30,6 +30,7 @@ inline int ParseArgs(CLI::App& app, int argc, char** argv) {
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/weight_cache.h"
 #include "util/error.h"
 
 namespace bioquant::cli {
@@ -55,6 +56,26 @@ struct ModelFlags {
   int threads = 0;
   float llm_int8_threshold = 6.0f;
   std::string compute = "f32";
+  bool allow_context_overflow = false;
+  std::string cache_dir;
+  bool no_cache = false;
+  bool cache_flags = false;  // AddCache was called
+
+  // --cache-dir / --no-cache: the quantized-weights cache
+  // (engine/weight_cache.h), for commands that load a model to run it.
+  void AddCache(CLI::App& app) {
+    cache_flags = true;
+    app.add_option("--cache-dir", cache_dir,
+                   "quantized-weights cache (default: $XDG_CACHE_HOME/"
+                   "bioquant or ~/.cache/bioquant)");
+    app.add_flag("--no-cache", no_cache,
+                 "quantize on every load; neither read nor write the cache");
+  }
+  // The cache directory to use ("" = none).
+  std::string CacheDir() const {
+    if (no_cache || !cache_flags) return "";
+    return cache_dir.empty() ? DefaultWeightCacheDir() : cache_dir;
+  }
 
   void Add(CLI::App& app, bool with_precision = true) {
     app.add_option("--model", model, "Hugging Face checkpoint directory")
@@ -79,6 +100,8 @@ struct ModelFlags {
                    "prefill activations: f32 (default, exact goldens) or "
                    "bf16 (faster, measured error)")
         ->default_val("f32");
+    app.add_flag("--allow-context-overflow", allow_context_overflow,
+                 "generate past the model's context (max_position_embeddings)");
   }
 
   EngineOptions ToOptions() const {
@@ -92,6 +115,8 @@ struct ModelFlags {
     o.threads = threads;
     if (threads < 0) Fail("--threads must be >= 0");
     o.compute = ParseComputeType(compute, "--compute");
+    o.allow_context_overflow = allow_context_overflow;
+    o.weight_cache_dir = CacheDir();
     return o;
   }
 };

@@ -5,6 +5,7 @@
 #include "cli/cli_util.h"
 #include "cli/command.h"
 #include "engine/bench.h"
+#include "kernels/isa.h"
 
 namespace bioquant::cli {
 namespace {
@@ -12,7 +13,7 @@ namespace {
 int RunBenchCommand(int argc, char** argv) {
   CLI::App app("Prefill and decode tokens/s (mean ± sd) per precision",
                "bench");
-  std::string model, precisions, computes = "f32";
+  std::string model, precisions, computes = "f32", isa;
   int p = 512, n = 128, reps = 5, batch = 1, threads = 0, blocksize = 64;
   bool machine = false, json = false, no_dq = false;
   app.add_option("--model", model,
@@ -38,12 +39,24 @@ int RunBenchCommand(int argc, char** argv) {
   app.add_flag("--no-double-quant", no_dq, "4-bit: absmax in f32");
   app.add_flag("--machine", machine,
                "measure read bandwidth and FMA peak first");
+  app.add_option("--isa", isa,
+                 "SIMD instruction set the kernels may use: native, avx512, "
+                 "avx2, sse4, scalar (default: BIOQUANT_ISA or native)");
   app.add_flag("--json", json, "print one JSON object");
   if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
   if (batch < 1) Fail("-b {}: the batch must be >= 1", batch);
   if (model.empty() && !machine)
     Fail("--model is required (or --machine alone)");
+  if (!isa.empty()) RestrictIsa(isa, "--isa");
   nlohmann::json out = nlohmann::json::object();
+  // The target the dispatcher really uses (the best one at or below --isa).
+  out["isa"] = {{"requested", RequestedIsa()},
+                {"target", ActiveTargetName()},
+                {"available", AvailableTargetNames()}};
+  if (!json) {
+    std::printf("isa: %s (target %s)\n", RequestedIsa().c_str(),
+                ActiveTargetName().c_str());
+  }
   MachineLimits lim;
   if (machine) {
     lim = MeasureMachine(threads);

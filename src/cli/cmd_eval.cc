@@ -163,6 +163,8 @@ int RunEvalCommand(int argc, char** argv) {
   app.add_flag("--no-double-quant", no_double_quant,
                "4-bit: absmax kept in f32");
   app.add_option("--skip-modules", skip_modules, "modules kept unquantized");
+  ModelFlags cache;  // only its --cache-dir / --no-cache
+  cache.AddCache(app);
   app.add_option("--resamples", resamples,
                  "bootstrap resamples for the summary")
       ->default_val(1000);
@@ -182,9 +184,11 @@ int RunEvalCommand(int argc, char** argv) {
   o.strategies = SplitList(strategies);
   lo.precisions = o.precisions;
   lo.skip_modules = SplitList(skip_modules);
+  lo.weight_cache_dir = cache.CacheDir();
   if (remote) {
     for (const char* local_only :
-         {"--threads", "--blocksize", "--no-double-quant", "--skip-modules"}) {
+         {"--threads", "--blocksize", "--no-double-quant", "--skip-modules",
+          "--cache-dir", "--no-cache"}) {
       if (app.count(local_only)) {
         Fail("{}: applies to the local engine (--model), not to a server",
              local_only);

@@ -15,6 +15,7 @@ int RunGenerate(int argc, char** argv) {
   CLI::App app("Generate text with a model", "generate");
   ModelFlags mf;
   mf.Add(app);
+  mf.AddCache(app);
   std::string prompt, prompt_ids, system, chat_template_file, date;
   bool chat = false, ignore_eos = false, json = false;
   int max_new = 128;
@@ -89,6 +90,14 @@ int RunGenerate(int argc, char** argv) {
     };
   }
   const GenerateResult r = engine->Generate(req);
+  if (r.context_limited) {
+    std::fprintf(stderr,
+                 "bioquant generate: warning: stopped at the model's context "
+                 "of %lld positions (prompt %zu + %zu generated); "
+                 "--allow-context-overflow runs past it\n",
+                 static_cast<long long>(engine->context_length()),
+                 req.prompt_ids.size(), r.output_ids.size());
+  }
   if (!json) {
     std::printf("\n");
     std::fprintf(
@@ -110,9 +119,11 @@ int RunGenerate(int argc, char** argv) {
       {"output_ids", r.output_ids},
       {"text", r.text},
       {"finish_reason", r.finish_reason},
+      {"context_limited", r.context_limited},
       {"threads", engine->threads()},
       {"timings",
        {{"load_ms", r.timings.load_ms},
+        {"weight_cache", engine->weight_cache_status()},
         {"prefill_ms", r.timings.prefill_ms},
         {"decode_ms", r.timings.decode_ms},
         {"prefill_tokens", r.timings.prefill_tokens},

@@ -22,6 +22,7 @@ int RunServe(int argc, char** argv) {
   CLI::App app("Serve a model over the OpenAI HTTP API", "serve");
   ModelFlags mf;
   mf.Add(app);
+  mf.AddCache(app);
   serve::ServeOptions so;
   std::string api_key_env;
   uint64_t prefix_cache_mib = 1024;

@@ -10,6 +10,7 @@
 
 #include "cli/command.h"
 #include "engine/gguf_import.h"
+#include "kernels/isa.h"
 #include "util/error.h"
 #include "util/version.h"
 
@@ -75,6 +76,7 @@ int main(int argc, char** argv) {
   for (const auto& c : bioquant::cli::Commands()) {
     if (c.name != argv[1]) continue;
     try {
+      bioquant::ApplyIsaFromEnvironment();  // before any kernel dispatches
       std::vector<std::string> args(argv + 1, argv + argc);
       ResolveGgufModels(args);
       std::vector<char*> ptrs;

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "engine/prefix_cache.h"
+#include "engine/weight_cache.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -37,8 +38,19 @@ std::unique_ptr<Engine> Engine::Load(const EngineOptions& opts) {
   auto e = std::unique_ptr<Engine>(new Engine());
   e->cfg_ = LoadModelConfig(opts.model_dir);
   e->pool_ = std::make_unique<ThreadPool>(opts.threads);
-  e->weights_ =
-      LoadWeights(opts.model_dir, e->cfg_, opts.precision, e->pool_.get());
+  // A quantized precision may come from the weights cache (same bytes,
+  // mapped); the config, tokenizer and everything else from model_dir.
+  const WeightCacheResult wc =
+      ResolveWeightCache(opts.weight_cache_dir, opts.model_dir, e->cfg_,
+                         opts.precision, e->pool_.get());
+  if (wc.dir != opts.model_dir) {
+    e->weights_ = LoadWeights(wc.dir, LoadModelConfig(wc.dir), opts.precision,
+                              e->pool_.get());
+    e->weight_cache_ = wc.hit ? "hit" : "built";
+  } else {
+    e->weights_ =
+        LoadWeights(opts.model_dir, e->cfg_, opts.precision, e->pool_.get());
+  }
   if (FileExists(opts.model_dir + "/tokenizer.json") ||
       FileExists(opts.model_dir + "/tokenizer.model")) {
     e->tokenizer_ = Tokenizer::Load(opts.model_dir);
@@ -59,6 +71,7 @@ std::unique_ptr<Engine> Engine::Load(const EngineOptions& opts) {
                 e->tokenizer_->eos_id()) == e->eos_ids_.end()) {
     e->eos_ids_.push_back(e->tokenizer_->eos_id());
   }
+  e->allow_context_overflow_ = opts.allow_context_overflow;
   e->load_ms_ = sw.ElapsedMs();
   return e;
 }
@@ -124,11 +137,24 @@ bool Advance(const GenerateRequest& req, Sampler& sampler,
 
 }  // namespace
 
+bool Engine::PromptFits(int64_t n) const {
+  const int64_t ctx = context_length();
+  return allow_context_overflow_ || ctx <= 0 || n <= ctx;
+}
+
 void Engine::CheckRequest(const GenerateRequest& req,
-                          const std::string& which) {
+                          const std::string& which) const {
   if (req.prompt_ids.empty())
     Fail("generate: the prompt has no tokens{}", which);
   if (req.max_new_tokens < 0) Fail("--max-new-tokens must be >= 0{}", which);
+  const int64_t n = static_cast<int64_t>(req.prompt_ids.size());
+  if (!PromptFits(n)) {
+    Fail(
+        "generate: the prompt has {} tokens, more than the model's context "
+        "of {} positions (max_position_embeddings){}; "
+        "--allow-context-overflow runs past it",
+        n, context_length(), which);
+  }
 }
 
 KVCache* Engine::AcquireCache() {
@@ -181,7 +207,18 @@ DecodeBatch::~DecodeBatch() {
 }
 
 int DecodeBatch::Add(GenerateRequest req) {
-  Engine::CheckRequest(req);
+  e_.CheckRequest(req);
+  // prompt + output within the context: the last output token is never fed
+  // back, but HF's max_length counts it, and so do we.
+  bool context_limited = false;
+  const int64_t ctx = e_.context_length();
+  if (!e_.allow_context_overflow_ && ctx > 0) {
+    const int64_t room = ctx - static_cast<int64_t>(req.prompt_ids.size());
+    if (req.max_new_tokens > room) {
+      req.max_new_tokens = static_cast<int>(room);
+      context_limited = true;
+    }
+  }
   const int64_t V = e_.cfg_.vocab_size;
   auto s = std::make_unique<Seq>(Seq{next_id_,
                                      std::move(req),
@@ -199,6 +236,7 @@ int DecodeBatch::Add(GenerateRequest req) {
   }
   s->res.timings.load_ms = e_.load_ms_;
   s->res.finish_reason = "length";
+  s->res.context_limited = context_limited;
   const std::vector<int32_t>& prompt = s->req.prompt_ids;
   const int64_t n = static_cast<int64_t>(prompt.size());
   Stopwatch sw;
@@ -230,6 +268,8 @@ int DecodeBatch::Add(GenerateRequest req) {
 }
 
 void DecodeBatch::Finish(Seq& s, double decode_ms) {
+  // Only a sequence that ran into the cut limit was limited by the context.
+  if (s.res.finish_reason != "length") s.res.context_limited = false;
   if (s.stream && s.res.finish_reason == "length")
     s.res.text += s.stream->Flush();
   s.res.timings.decode_ms = decode_ms;

@@ -36,6 +36,14 @@ struct EngineOptions {
   // Engine::Load). Identical prompts within one GenerateBatch share their
   // prefill either way: exact, and nothing is kept.
   uint64_t prefix_cache_bytes = 0;
+  // Generation stays inside the model's context (max_position_embeddings):
+  // a prompt longer than it is an error, and max_new_tokens is cut so that
+  // prompt + output fit (GenerateResult::context_limited). true lifts both
+  // (positions past the context are what the model never saw in training).
+  bool allow_context_overflow = false;
+  // Quantized-weights cache directory (engine/weight_cache.h); "" = none
+  // (the library default: the CLI passes the user's cache directory).
+  std::string weight_cache_dir;
 };
 
 struct GenerateRequest {
@@ -70,6 +78,9 @@ struct GenerateResult {
   // "eos", "stop", "length", "callback" (on_text returned false),
   // "cancelled" (DecodeBatch::Cancel)
   std::string finish_reason;
+  // max_new_tokens was cut so that prompt + output fit the model's context
+  // (finish_reason "length" then means the context was reached).
+  bool context_limited = false;
   Timings timings;
 };
 
@@ -98,6 +109,9 @@ class Engine {
   const Tokenizer& RequireTokenizer() const;
   int threads() const { return pool_->size(); }
   double load_ms() const { return load_ms_; }
+  // "off" (no cache for this load), "hit" (mapped from the cache) or
+  // "built" (quantized and written to it now).
+  const std::string& weight_cache_status() const { return weight_cache_; }
   // The end-of-sequence ids generation stops on (config, generation_config,
   // tokenizer).
   const std::vector<int32_t>& eos_ids() const { return eos_ids_; }
@@ -111,10 +125,13 @@ class Engine {
 
   // One request: GenerateBatch of one.
   GenerateResult Generate(const GenerateRequest& req);
-  // Checks a request before it is generated: a non-empty prompt and a
-  // non-negative token limit. Throws Error (`which` names the request).
-  static void CheckRequest(const GenerateRequest& req,
-                           const std::string& which = "");
+  // Checks a request before it is generated: a non-empty prompt that fits
+  // the model's context (unless allow_context_overflow) and a non-negative
+  // token limit. Throws Error (`which` names the request).
+  void CheckRequest(const GenerateRequest& req,
+                    const std::string& which = "") const;
+  // Whether a prompt of n tokens may be generated from (see CheckRequest).
+  bool PromptFits(int64_t n) const;
   // Several independent requests, each with its own KV cache, sampler
   // (seed), stop strings, eos handling, token limit and callback; results in
   // request order. Prompts are prefilled one at a time (reusing cached
@@ -158,7 +175,9 @@ class Engine {
   std::vector<KVCache*> free_caches_;                 // of those, unused
   std::unique_ptr<PrefixCache> prefix_cache_;  // null: no cross-request reuse
   std::vector<int32_t> eos_ids_;
+  bool allow_context_overflow_ = false;
   double load_ms_ = 0;
+  std::string weight_cache_ = "off";
 };
 
 // Continuous batching: sequences join between steps (Add: prefill) and leave

@@ -296,11 +296,11 @@ QuantizeSummary QuantizeCheckpoint(const QuantizeOptions& o) {
              name, t.ShapeString());
       }
       if (format == WeightFormat::kInt8Row) {
-        const QuantizedInt8 q = QuantizeTensorInt8(t);
+        const QuantizedInt8 q = QuantizeTensorInt8(t, o.pool);
         sink.Reserve(q.q.size() + 4 * q.scb.size() + 1);
         WriteBnbTensors(sink.writer(), module, q);
       } else {
-        Quantized4bit q = QuantizeTensor4bit(t, format, p.quant);
+        Quantized4bit q = QuantizeTensor4bit(t, format, p.quant, o.pool);
         sink.Reserve(Bnb4bitBytes(q));
         WriteBnbTensors(sink.writer(), module, q);
       }

@@ -32,6 +32,9 @@ struct QuantizeOptions {
   // int8 checkpoint); quant: blocksize / double quant; skip_modules.
   PrecisionSpec precision;
   uint64_t max_shard_bytes = 5'000'000'000;  // transformers' "5GB"
+  // Splits each tensor's quantization across threads (same bytes); null =
+  // the calling thread only.
+  ThreadPool* pool = nullptr;
 };
 
 struct QuantizeSummary {

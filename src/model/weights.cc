@@ -98,7 +98,7 @@ Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
       target == WeightFormat::kF16) {
     StoreFloat(v, target, &l.w, &l.storage, &l.resident_bytes);
   } else if (target == WeightFormat::kInt8Row) {
-    const std::vector<float> f = ToF32(v);
+    const std::vector<float> f = TensorToF32(v, pool);
     auto q = std::make_shared<QuantizedInt8>(
         QuantizeInt8Rows(f.data(), out, in, pool));
     l.w = q->View();
@@ -106,7 +106,7 @@ Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
     l.resident_bytes = PackedBytes(target, out, in, p.quant);
     ReleasePages(v.data, v.nbytes);
   } else {
-    const std::vector<float> f = ToF32(v);
+    const std::vector<float> f = TensorToF32(v, pool);
     auto q = std::make_shared<Quantized4bit>(Quantize4bit(
         f.data(), {out, in}, target, p.quant, v.dtype, std::nullopt, pool));
     l.w = q->View();

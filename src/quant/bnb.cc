@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 
+#include "quant/bnb_simd.h"
 #include "quant/half.h"
 #include "util/error.h"
 
@@ -217,29 +218,66 @@ float MeanF32(const float* v, int64_t n) {
 
 void DoubleQuantize(const float* absmax, int64_t nblocks, float offset,
                     std::vector<uint8_t>* qabsmax,
-                    std::vector<float>* nested_absmax) {
+                    std::vector<float>* nested_absmax, ThreadPool* pool) {
   constexpr int64_t kNested = 256;
   const float* dyn = DynamicMapSigned().data();
   qabsmax->assign(nblocks, 0);
-  nested_absmax->assign((nblocks + kNested - 1) / kNested, 0.0f);
-  std::vector<float> c(nblocks);
-  for (int64_t i = 0; i < nblocks; ++i) c[i] = absmax[i] - offset;
-  for (int64_t k = 0; k * kNested < nblocks; ++k) {
-    const int64_t b0 = k * kNested, b1 = std::min(nblocks, b0 + kNested);
+  const int64_t nn = (nblocks + kNested - 1) / kNested;
+  nested_absmax->assign(nn, 0.0f);
+  // Nested blocks are independent: split them across the pool.
+  auto range = [&](size_t k0, size_t k1, int) {
+    float c[kNested];
+    for (int64_t k = k0; k < static_cast<int64_t>(k1); ++k) {
+      const int64_t b0 = k * kNested, b1 = std::min(nblocks, b0 + kNested);
+      float amax = 0.0f;
+      for (int64_t i = b0; i < b1; ++i) {
+        c[i - b0] = absmax[i] - offset;
+        amax = std::fmax(amax, std::fabs(c[i - b0]));
+      }
+      (*nested_absmax)[k] = amax;
+      const float inv = 1.0f / amax;
+      for (int64_t i = b0; i < b1; ++i) {
+        (*qabsmax)[i] = QuantizeDynamic(dyn, c[i - b0] * inv);
+      }
+    }
+  };
+  if (pool && nn > 1) {
+    pool->ParallelFor(nn, range);
+  } else {
+    range(0, nn, 0);
+  }
+}
+
+void Quantize4bitBlocksRef(const float* x, int64_t n, int64_t bs,
+                           WeightFormat format, int64_t b0, int64_t b1,
+                           float* absmax, uint8_t* packed) {
+  std::vector<uint8_t> codes(bs + 1);
+  for (int64_t b = b0; b < b1; ++b) {
+    const int64_t i0 = b * bs, i1 = std::min(n, i0 + bs);
     float amax = 0.0f;
-    for (int64_t i = b0; i < b1; ++i) amax = std::fmax(amax, std::fabs(c[i]));
-    (*nested_absmax)[k] = amax;
+    for (int64_t i = i0; i < i1; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+    absmax[b] = amax;
+    // Multiply by the reciprocal, never divide (kernels.cu); an all-zero
+    // block gives inv = inf, s = NaN and code 0 everywhere (§1.7).
     const float inv = 1.0f / amax;
-    for (int64_t i = b0; i < b1; ++i) {
-      (*qabsmax)[i] = QuantizeDynamic(dyn, c[i] * inv);
+    for (int64_t i = i0; i < i1; ++i) {
+      codes[i - i0] = Code4(format, x[i] * inv);
+    }
+    int64_t len = i1 - i0;
+    if (len & 1) codes[len++] = Code4(format, 0.0f * inv);  // odd-n padding
+    for (int64_t j = 0; j < len; j += 2) {
+      packed[(i0 + j) / 2] = static_cast<uint8_t>(codes[j] << 4 | codes[j + 1]);
     }
   }
 }
 
-Quantized4bit Quantize4bit(const float* x, std::vector<int64_t> shape,
-                           WeightFormat format, const QuantParams& params,
-                           DType dtype, std::optional<float> nested_offset,
-                           ThreadPool* pool) {
+namespace {
+
+Quantized4bit Quantize4bitWith(bool simd, const float* x,
+                               std::vector<int64_t> shape, WeightFormat format,
+                               const QuantParams& params, DType dtype,
+                               std::optional<float> nested_offset,
+                               ThreadPool* pool) {
   CheckFormat4bit(format, "Quantize4bit");
   if (!IsValidBlocksize(params.blocksize)) {
     Fail(
@@ -265,25 +303,8 @@ Quantized4bit Quantize4bit(const float* x, std::vector<int64_t> shape,
   // Blocks [b0, b1): each writes only its own absmax and bytes (blocksizes
   // are even, so no byte is shared).
   auto blocks = [&](size_t b0, size_t b1, int) {
-    std::vector<uint8_t> codes(bs + 1);
-    for (int64_t b = b0; b < static_cast<int64_t>(b1); ++b) {
-      const int64_t i0 = b * bs, i1 = std::min(n, i0 + bs);
-      float amax = 0.0f;
-      for (int64_t i = i0; i < i1; ++i) amax = std::fmax(amax, std::fabs(x[i]));
-      q.absmax[b] = amax;
-      // Multiply by the reciprocal, never divide (kernels.cu); an all-zero
-      // block gives inv = inf, s = NaN and code 0 everywhere (§1.7).
-      const float inv = 1.0f / amax;
-      for (int64_t i = i0; i < i1; ++i) {
-        codes[i - i0] = Code4(format, x[i] * inv);
-      }
-      int64_t len = i1 - i0;
-      if (len & 1) codes[len++] = Code4(format, 0.0f * inv);  // odd-n padding
-      for (int64_t j = 0; j < len; j += 2) {
-        q.packed[(i0 + j) / 2] =
-            static_cast<uint8_t>(codes[j] << 4 | codes[j + 1]);
-      }
-    }
+    (simd ? Quantize4bitBlocksSimd : Quantize4bitBlocksRef)(
+        x, n, bs, format, b0, b1, q.absmax.data(), q.packed.data());
   };
   if (pool && nb > 1) {
     pool->ParallelFor(nb, blocks);
@@ -295,7 +316,7 @@ Quantized4bit Quantize4bit(const float* x, std::vector<int64_t> shape,
     q.nested_offset =
         nested_offset ? *nested_offset : MeanF32(q.absmax.data(), nb);
     DoubleQuantize(q.absmax.data(), nb, q.nested_offset, &q.qabsmax,
-                   &q.nested_absmax);
+                   &q.nested_absmax, pool);
     const auto& dyn = DynamicMapSigned();
     q.nested_code.assign(dyn.begin(), dyn.end());
     std::vector<float>().swap(q.absmax);
@@ -303,31 +324,65 @@ Quantized4bit Quantize4bit(const float* x, std::vector<int64_t> shape,
   return q;
 }
 
+}  // namespace
+
+Quantized4bit Quantize4bit(const float* x, std::vector<int64_t> shape,
+                           WeightFormat format, const QuantParams& params,
+                           DType dtype, std::optional<float> nested_offset,
+                           ThreadPool* pool) {
+  return Quantize4bitWith(true, x, std::move(shape), format, params, dtype,
+                          nested_offset, pool);
+}
+
+Quantized4bit Quantize4bitReference(const float* x, std::vector<int64_t> shape,
+                                    WeightFormat format,
+                                    const QuantParams& params, DType dtype,
+                                    std::optional<float> nested_offset) {
+  return Quantize4bitWith(false, x, std::move(shape), format, params, dtype,
+                          nested_offset, nullptr);
+}
+
 Quantized4bit QuantizeTensor4bit(const TensorView& t, WeightFormat format,
-                                 const QuantParams& params) {
-  const std::vector<float> x = TensorToF32(t);
+                                 const QuantParams& params, ThreadPool* pool) {
+  const std::vector<float> x = TensorToF32(t, pool);
   return WithContext(fmt::format("{}: {}", t.file, t.name), [&] {
-    return Quantize4bit(x.data(), t.shape, format, params, t.dtype);
+    return Quantize4bit(x.data(), t.shape, format, params, t.dtype,
+                        std::nullopt, pool);
   });
 }
 
-QuantizedInt8 QuantizeTensorInt8(const TensorView& t) {
+QuantizedInt8 QuantizeTensorInt8(const TensorView& t, ThreadPool* pool) {
   if (t.shape.size() != 2) {
     Fail("{}: {}: int8 quantization needs a 2-D [out, in] weight, got {}",
          t.file, t.name, t.ShapeString());
   }
-  const std::vector<float> x = TensorToF32(t);
-  return QuantizeInt8Rows(x.data(), t.shape[0], t.shape[1]);
+  const std::vector<float> x = TensorToF32(t, pool);
+  return QuantizeInt8Rows(x.data(), t.shape[0], t.shape[1], pool);
 }
 
-std::vector<float> TensorToF32(const TensorView& t) {
+std::vector<float> TensorToF32(const TensorView& t, ThreadPool* pool) {
   const int64_t n = t.numel();
   std::vector<float> out(n);
   switch (t.dtype) {
     case DType::kF32:
       if (n > 0) std::memcpy(out.data(), t.data, 4 * n);
       break;
-    case DType::kBF16:
+    case DType::kBF16: {
+      const auto* in = reinterpret_cast<const uint16_t*>(t.data);
+      constexpr int64_t kChunk = 1 << 16;
+      const int64_t chunks = (n + kChunk - 1) / kChunk;
+      auto range = [&](size_t c0, size_t c1, int) {
+        const int64_t i0 = c0 * kChunk;
+        const int64_t i1 = std::min<int64_t>(n, c1 * kChunk);
+        if (i1 > i0) Bf16ToF32Simd(in + i0, i1 - i0, out.data() + i0);
+      };
+      if (pool && chunks > 1) {
+        pool->ParallelFor(chunks, range);
+      } else {
+        range(0, chunks, 0);
+      }
+      break;
+    }
     case DType::kF16:
       for (int64_t i = 0; i < n; ++i) {
         uint16_t h;
@@ -426,8 +481,27 @@ void DequantizeRow(const WeightMatrix& w, int64_t row, float* out) {
   }
 }
 
-QuantizedInt8 QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols,
-                               ThreadPool* pool) {
+void QuantizeInt8RowRef(const float* w, int64_t cols, float* w16, int8_t* q,
+                        float* scb) {
+  float amax = 0.0f;
+  for (int64_t c = 0; c < cols; ++c) {
+    w16[c] = RoundToF16(w[c]);  // Int8Params casts to fp16 first
+    amax = std::fmax(amax, std::fabs(w16[c]));
+  }
+  *scb = amax;
+  const float scale = 127.0f * (1.0f / amax);  // two roundings, as bnb
+  for (int64_t c = 0; c < cols; ++c) {
+    const float v = w16[c] * scale;
+    // NaN (a zero row: 0 * inf) converts to 0 on CUDA.
+    const float rounded = std::isnan(v) ? 0.0f : std::nearbyint(v);
+    q[c] = static_cast<int8_t>(std::clamp(rounded, -128.0f, 127.0f));
+  }
+}
+
+namespace {
+
+QuantizedInt8 QuantizeInt8RowsWith(bool simd, const float* w, int64_t rows,
+                                   int64_t cols, ThreadPool* pool) {
   QuantizedInt8 q;
   q.rows = rows;
   q.cols = cols;
@@ -436,20 +510,8 @@ QuantizedInt8 QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols,
   auto row_range = [&](size_t r0, size_t r1, int) {
     std::vector<float> w16(cols);
     for (int64_t r = r0; r < static_cast<int64_t>(r1); ++r) {
-      float amax = 0.0f;
-      for (int64_t c = 0; c < cols; ++c) {
-        w16[c] = RoundToF16(w[r * cols + c]);  // Int8Params casts to fp16 first
-        amax = std::fmax(amax, std::fabs(w16[c]));
-      }
-      q.scb[r] = amax;
-      const float scale = 127.0f * (1.0f / amax);  // two roundings, as bnb
-      for (int64_t c = 0; c < cols; ++c) {
-        const float v = w16[c] * scale;
-        // NaN (a zero row: 0 * inf) converts to 0 on CUDA.
-        const float rounded = std::isnan(v) ? 0.0f : std::nearbyint(v);
-        q.q[r * cols + c] =
-            static_cast<int8_t>(std::clamp(rounded, -128.0f, 127.0f));
-      }
+      (simd ? QuantizeInt8RowSimd : QuantizeInt8RowRef)(
+          w + r * cols, cols, w16.data(), q.q.data() + r * cols, &q.scb[r]);
     }
   };
   if (pool && rows > 1) {
@@ -458,6 +520,18 @@ QuantizedInt8 QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols,
     row_range(0, rows, 0);
   }
   return q;
+}
+
+}  // namespace
+
+QuantizedInt8 QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols,
+                               ThreadPool* pool) {
+  return QuantizeInt8RowsWith(true, w, rows, cols, pool);
+}
+
+QuantizedInt8 QuantizeInt8RowsReference(const float* w, int64_t rows,
+                                        int64_t cols) {
+  return QuantizeInt8RowsWith(false, w, rows, cols, nullptr);
 }
 
 WeightMatrix QuantizedInt8::View() const {

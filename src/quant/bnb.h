@@ -82,31 +82,43 @@ struct Quantized4bit {
 // replaces the computed mean of absmax (SPEC §9-U2: tests inject the offset
 // stored in a golden file). Throws Error for an unsupported blocksize/format.
 // Blocks are independent, so `pool` (optional) splits them across threads;
-// the result is the same bytes either way.
+// the result is the same bytes either way. Runs the SIMD quantizer of
+// quant/bnb_simd.h (bit-identical with Quantize4bitReference).
 Quantized4bit Quantize4bit(const float* x, std::vector<int64_t> shape,
                            WeightFormat format, const QuantParams& params,
                            DType dtype = DType::kF32,
                            std::optional<float> nested_offset = std::nullopt,
                            ThreadPool* pool = nullptr);
 
+// The scalar reference the SIMD quantizer above is tested against (same
+// bytes; single-threaded).
+Quantized4bit Quantize4bitReference(
+    const float* x, std::vector<int64_t> shape, WeightFormat format,
+    const QuantParams& params, DType dtype = DType::kF32,
+    std::optional<float> nested_offset = std::nullopt);
+
 // Quantizes a checkpoint tensor (F32/BF16/F16, widened exactly; the quant
 // state records its dtype). Errors name the tensor and file.
 Quantized4bit QuantizeTensor4bit(const TensorView& t, WeightFormat format,
-                                 const QuantParams& params);
+                                 const QuantParams& params,
+                                 ThreadPool* pool = nullptr);
 
 // Any float tensor (F32, BF16, F16; widening is exact) as f32. Throws Error
-// naming the tensor and file for other dtypes.
-std::vector<float> TensorToF32(const TensorView& t);
+// naming the tensor and file for other dtypes. bf16 is widened with SIMD,
+// split across `pool` when given.
+std::vector<float> TensorToF32(const TensorView& t, ThreadPool* pool = nullptr);
 
 // The offset double quantization subtracts: mean(absmax) as an f32. Computed
 // in double and rounded once; torch's f32 reduction can differ in the last
 // ulp (SPEC §9-U2), which checkpoints make irrelevant (the offset is stored).
 float MeanF32(const float* v, int64_t n);
 
-// Quantizes absmax[nblocks] - offset with DYN in blocks of 256 (§2.1).
+// Quantizes absmax[nblocks] - offset with DYN in blocks of 256 (§2.1);
+// `pool` (optional) splits the blocks of 256, same bytes.
 void DoubleQuantize(const float* absmax, int64_t nblocks, float offset,
                     std::vector<uint8_t>* qabsmax,
-                    std::vector<float>* nested_absmax);
+                    std::vector<float>* nested_absmax,
+                    ThreadPool* pool = nullptr);
 
 // The f32 absmax of block b as every dequantizer sees it (§2.4):
 //   f32(f32(nested_code[q[b]] * nested_absmax[b/256]) + offset), or absmax[b].
@@ -128,10 +140,15 @@ struct QuantizedInt8 {
 // W is cast to fp16 first (as Int8Params does), then per row:
 // scale = 127 * f32(1/SCB) (two roundings), CB = rint(f32(w16) * scale).
 // Rows are independent: `pool` (optional) splits them, same bytes.
+// SIMD (quant/bnb_simd.h); QuantizeInt8RowsReference is the scalar
+// reference it is tested against.
 QuantizedInt8 QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols,
                                ThreadPool* pool = nullptr);
+QuantizedInt8 QuantizeInt8RowsReference(const float* w, int64_t rows,
+                                        int64_t cols);
 // A 2-D [out, in] checkpoint tensor (F32/BF16/F16).
-QuantizedInt8 QuantizeTensorInt8(const TensorView& t);
+QuantizedInt8 QuantizeTensorInt8(const TensorView& t,
+                                 ThreadPool* pool = nullptr);
 
 // 1/127 as f32: W' = f32(f32(CB * SCB) * kInv127).
 inline constexpr float kInv127 = 0.007874015718698502f;

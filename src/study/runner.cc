@@ -291,9 +291,14 @@ EvalSummary RunEval(const EvalOptions& o, BackendSet& backends,
             row.latency_ms = r.latency_ms;
             row.compute = compute;
             row.raw_output = RawOutput(r);
-            const Parsed parsed = ParseOutput(*task, row.raw_output, ex.options,
-                                              ParseMode::kFlexible,
-                                              NerStyleFromName(o.ner_style));
+            Parsed parsed = ParseOutput(*task, row.raw_output, ex.options,
+                                        ParseMode::kFlexible,
+                                        NerStyleFromName(o.ner_style));
+            if (r.finish_reason == "prompt_too_long") {
+              parsed.ok = false;
+              parsed.labels.clear();
+              parsed.reason = "the prompt exceeds the model's context";
+            }
             row.parse_ok = parsed.ok;
             row.parse_reason = parsed.reason;
             row.parsed =

@@ -882,6 +882,14 @@ Value BinaryOp(const std::string& op, const Value& a, const Value& b) {
     const Value* times = seq == &a ? &b : &a;
     if (seq && (times->IsInt() || times->IsBool())) {
       const int64_t n = std::max<int64_t>(0, times->AsInt());
+      // An untrusted template must not ask for unbounded memory.
+      constexpr uint64_t kMaxRepeatBytes = uint64_t{64} << 20;
+      const uint64_t unit = seq->IsString()
+                                ? seq->AsString().size()
+                                : seq->AsList().size() * sizeof(Value);
+      if (n > 0 && unit > 0 &&
+          static_cast<uint64_t>(n) > kMaxRepeatBytes / unit)
+        Fail("sequence repetition of more than 64 MiB");
       if (seq->IsString()) {
         std::string out;
         for (int64_t i = 0; i < n; ++i) out += seq->AsString();

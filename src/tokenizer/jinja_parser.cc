@@ -482,9 +482,27 @@ std::string Describe(const Token& t) {
   }
 }
 
+// Bounds that keep an untrusted template from exhausting the stack: the
+// parser and the renderer recurse once per level of nesting (and a chain
+// such as `a ~ b ~ c ...` is a tree as deep as it is long). Real chat
+// templates stay far below both.
+constexpr int kMaxNesting = 200;     // statements/expressions inside others
+constexpr int kMaxTagTokens = 4096;  // tokens inside one {{ }} or {% %}
+
 class Parser {
  public:
-  explicit Parser(std::vector<Token> tokens) : toks_(std::move(tokens)) {}
+  explicit Parser(std::vector<Token> tokens) : toks_(std::move(tokens)) {
+    int in_tag = 0, line = 0;
+    for (const Token& t : toks_) {
+      if (t.type == Tok::kVarBegin || t.type == Tok::kBlockBegin) {
+        in_tag = 0;
+        line = t.line;
+      } else if (t.type != Tok::kText && ++in_tag > kMaxTagTokens) {
+        SyntaxError(line,
+                    fmt::format("a tag of more than {} tokens", kMaxTagTokens));
+      }
+    }
+  }
 
   Body ParseTemplate() {
     std::string end;
@@ -590,6 +608,7 @@ class Parser {
 
   StmtPtr ParseStatement() {
     const int line = Cur().line;
+    Nest nest(this, line);
     const std::string kw = Next().text;
     auto s = std::make_unique<Stmt>();
     s->line = line;
@@ -769,6 +788,7 @@ class Parser {
   }
 
   ExprPtr ParseExpression(bool with_condexpr) {
+    Nest nest(this, Cur().line);
     return with_condexpr ? ParseCondExpr() : ParseOr();
   }
 
@@ -809,6 +829,7 @@ class Parser {
   }
 
   ExprPtr ParseNot() {
+    Nest nest(this, Cur().line);
     if (IsName("not")) {
       const int line = Next().line;
       return Make(Expr::Kind::kNot, line, ParseNot());
@@ -890,6 +911,7 @@ class Parser {
 
   ExprPtr ParseUnary(bool with_filter) {
     const int line = Cur().line;
+    Nest nest(this, line);
     ExprPtr node;
     if (IsOp("-")) {
       Next();
@@ -1133,9 +1155,27 @@ class Parser {
     return e;
   }
 
+  // Counts one level of nesting while alive.
+  class Nest {
+   public:
+    Nest(Parser* p, int line) : p_(p) {
+      if (++p_->nesting_ > kMaxNesting) {
+        SyntaxError(
+            line, fmt::format("nested more than {} levels deep", kMaxNesting));
+      }
+    }
+    ~Nest() { --p_->nesting_; }
+    Nest(const Nest&) = delete;
+    Nest& operator=(const Nest&) = delete;
+
+   private:
+    Parser* p_;
+  };
+
   std::vector<Token> toks_;
   size_t i_ = 0;
   int loop_depth_ = 0;
+  int nesting_ = 0;
 };
 
 }  // namespace

@@ -44,12 +44,23 @@ class Renderer {
   Flow Exec(const Body& body, const FramePtr& frame, std::string& out) {
     for (const auto& s : body) {
       const Flow flow = ExecOne(*s, frame, out);
+      if (out.size() > kMaxOutputBytes) {
+        throw TemplateError{fmt::format("the template's output exceeds {} MiB",
+                                        kMaxOutputBytes >> 20)};
+      }
       if (flow != Flow::kNormal) return flow;
     }
     return Flow::kNormal;
   }
 
  private:
+  // Bounds on an untrusted template's work: macro calls nested this deep
+  // (a macro that calls itself; Python's own limit is about 1000 frames),
+  // loop iterations over the whole render, and text produced.
+  static constexpr int kMaxMacroDepth = 100;
+  static constexpr int64_t kMaxLoopIterations = 1'000'000;
+  static constexpr size_t kMaxOutputBytes = size_t{64} << 20;
+
   Flow ExecOne(const Stmt& s, const FramePtr& frame, std::string& out) {
     try {
       return ExecStmt(s, frame, out);
@@ -201,6 +212,10 @@ class Renderer {
             return a.positional[static_cast<size_t>(i) % a.positional.size()];
           }));
       f->vars["loop"] = Value::Dict(std::move(loop));
+      if (++iterations_ > kMaxLoopIterations) {
+        throw TemplateError{
+            fmt::format("more than {} loop iterations", kMaxLoopIterations)};
+      }
       if (Exec(s.body, f, out) == Flow::kBreak) break;
     }
     if (n == 0) Exec(s.else_body, Child(frame), out);
@@ -239,8 +254,21 @@ class Renderer {
               fmt::format("parameter '{}' was not provided", pname));
         }
       }
+      if (macro_depth_ >= kMaxMacroDepth) {
+        throw TemplateError{
+            fmt::format("macro '{}': calls nested more than {} deep "
+                        "(unbounded recursion?)",
+                        s.name, kMaxMacroDepth)};
+      }
+      ++macro_depth_;
       std::string text;
-      Exec(s.body, f, text);
+      try {
+        Exec(s.body, f, text);
+      } catch (...) {
+        --macro_depth_;
+        throw;
+      }
+      --macro_depth_;
       return Value::Str(std::move(text));
     });
   }
@@ -371,6 +399,8 @@ class Renderer {
 
   const ValueDict& globals_;
   Value captured_;
+  int macro_depth_ = 0;
+  int64_t iterations_ = 0;
 };
 
 }  // namespace

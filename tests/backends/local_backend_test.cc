@@ -3,12 +3,15 @@
 // options before anything is loaded.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "backends/local.h"
 #include "engine/engine.h"
 #include "engine/synth.h"
 #include "testing.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/file.h"
 
 namespace bioquant {
 namespace {
@@ -127,6 +130,44 @@ TEST(LocalBackendTest, RejectsBadOptionsNamingTheFlag) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--model"), std::string::npos);
+  }
+}
+
+// A prompt longer than the model's context is answered without generating
+// (finish_reason "prompt_too_long", as a server's 400), and the other
+// requests of the call are generated as they would be alone.
+TEST(LocalBackendTest, APromptOverTheContextIsAnsweredNotFatal) {
+  const std::string dir = testing::TempDir("localbackendctx") + "/m";
+  SynthOptions so;
+  so.preset = "tiny";
+  so.out_dir = dir;
+  so.seed = 4;
+  WriteSyntheticCheckpoint(so);
+  nlohmann::json cfg = nlohmann::json::parse(ReadFile(dir + "/config.json"));
+  cfg["max_position_embeddings"] = 32;
+  WriteFile(dir + "/config.json", cfg.dump());
+  LocalBackendOptions o = Options();
+  o.model_dir = dir;
+  auto backend = MakeLocalBackendSet(o)->Open("bf16");
+  std::vector<BackendRequest> reqs(3);
+  reqs[0].text = "Aspirin";
+  reqs[1].text = std::string(400, 'x') + " a very long prompt";
+  reqs[2].text = "The patient";
+  for (auto& r : reqs) r.max_new_tokens = 4;
+  std::vector<size_t> seen;
+  const auto got = backend->Generate(
+      reqs, [&](size_t i, const BackendResult&) { seen.push_back(i); });
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(seen.size(), 3u);
+  EXPECT_EQ(got[1].finish_reason, "prompt_too_long");
+  EXPECT_GT(got[1].tokens_in, 32);
+  EXPECT_EQ(got[1].tokens_out, 0);
+  EXPECT_TRUE(got[1].text.empty());
+  for (size_t i : {0u, 2u}) {
+    const auto alone = backend->Generate({reqs[i]});
+    EXPECT_EQ(got[i].text, alone[0].text) << i;
+    EXPECT_EQ(got[i].finish_reason, alone[0].finish_reason) << i;
+    EXPECT_NE(got[i].finish_reason, "prompt_too_long");
   }
 }
 

@@ -307,6 +307,27 @@ TEST(OpenAIBackendTest, ADroppedStreamIsRetried) {
   EXPECT_EQ(s.bodies().size(), 3u);
 }
 
+TEST(OpenAIBackendTest, AContextLengthErrorIsAnAnswerNotAFailure) {
+  FakeServer s;
+  s.Default(ChatWhole());
+  // vLLM's wording; llama.cpp's and TGI's are recognised too.
+  s.On(2, Status(400,
+                 "This model's maximum context length is 2048 tokens. However, "
+                 "you requested 4100 tokens (4084 in the messages, 16 in the "
+                 "completion)."));
+  auto o = Options(s);
+  o.concurrency = 1;
+  auto b = MakeOpenAIBackendSet(o)->Open("nf4");
+  std::vector<size_t> got;
+  const auto res = b->Generate(
+      Requests(4), [&](size_t i, const BackendResult&) { got.push_back(i); });
+  EXPECT_EQ(got, (std::vector<size_t>{0, 1, 2, 3}));
+  EXPECT_EQ(res[1].finish_reason, "prompt_too_long");
+  EXPECT_TRUE(res[1].text.empty());
+  EXPECT_EQ(res[2].text, "Answer: q2");
+  EXPECT_EQ(s.bodies().size(), 4u);  // no retry of it
+}
+
 TEST(OpenAIBackendTest, AClientErrorEndsTheCallAfterDeliveringTheRest) {
   FakeServer s;
   s.Default(ChatWhole());

@@ -140,6 +140,46 @@ TEST(EngineCli, SyntheticCheckpointRunsAndInspects) {
             ReadFile(dir2 + "/model.safetensors"));
 }
 
+// Generation stays inside the model's context unless told otherwise: a
+// prompt over it is a one-line error; a huge --max-new-tokens stops at it
+// with a warning and context_limited in the JSON.
+TEST(EngineCli, TheContextBoundsGeneration) {
+  const std::string dir = testing::TempDir("ctxcli") + "/m";
+  ASSERT_EQ(RunBioquant({"synth", "--preset", "tiny", "--out", dir}).exit_code,
+            0);
+  nlohmann::json cfg = nlohmann::json::parse(ReadFile(dir + "/config.json"));
+  cfg["max_position_embeddings"] = 16;
+  WriteFile(dir + "/config.json", cfg.dump());
+
+  auto r = RunBioquant({"generate", "--model", dir, "--prompt-ids",
+                        "1,2,3,4,5,6,7,8,9,10", "--max-new-tokens", "100000000",
+                        "--ignore-eos", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["output_ids"].size(), 6u);
+  EXPECT_EQ(j["finish_reason"], "length");
+  EXPECT_EQ(j["context_limited"], true);
+  EXPECT_NE(r.err.find("warning: stopped at the model's context of 16"),
+            std::string::npos)
+      << r.err;
+
+  std::string ids = "1";
+  for (int i = 2; i <= 20; ++i) ids += "," + std::to_string(i);
+  r = RunBioquant({"generate", "--model", dir, "--prompt-ids", ids,
+                   "--max-new-tokens", "2", "--json"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("20 tokens, more than the model's context of 16"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+
+  r = RunBioquant({"generate", "--model", dir, "--prompt-ids", ids,
+                   "--max-new-tokens", "2", "--ignore-eos",
+                   "--allow-context-overflow", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["output_ids"].size(), 2u);
+}
+
 TEST(EngineCli, BadInputIsOneLineAndNonZero) {
   const std::string tmp = testing::TempDir("badcli");
   struct Case {

@@ -250,6 +250,30 @@ TEST(RunnerTest, ResumeOpensNothingWhenNothingIsLeft) {
             first.generated);
 }
 
+// A request the backend could not fit in the model's context is stored as
+// an unparsed row that says so (scored as wrong), and the study goes on.
+TEST(RunnerTest, APromptOverTheContextIsStoredUnparsedWithTheReason) {
+  const std::string out = testing::TempDir("runner") + "/run";
+  FakeSet set;
+  DefaultAnswers(set);
+  set.answers["bf16"] = [](const BackendRequest&) {
+    BackendResult r = Text("Answer: yes");  // ignored: nothing was generated
+    r.finish_reason = "prompt_too_long";
+    return r;
+  };
+  EvalOptions o = Options(out);
+  o.strategies = {"zero-shot"};
+  RunStudy(o, set);
+  int too_long = 0;
+  for (const auto& row : RunStore::OpenForRead(out)->Rows()) {
+    if (row.key.precision != "bf16") continue;
+    EXPECT_FALSE(row.parse_ok);
+    EXPECT_EQ(row.parse_reason, "the prompt exceeds the model's context");
+    ++too_long;
+  }
+  EXPECT_EQ(too_long, static_cast<int>(PubmedqaTest().size()));
+}
+
 TEST(RunnerTest, AFailingBackendKeepsEveryStoredRowAndResumes) {
   const std::string ref = testing::TempDir("runner") + "/ref";
   FakeSet whole;

@@ -476,6 +476,60 @@ TEST(ChatTemplateErrors, SyntaxErrorsNameSourceAndLine) {
   }
 }
 
+// An untrusted template cannot crash the process or run without bound:
+// recursion, nesting, tag length, loop work, output and repetition are
+// bounded, each with a one-line error.
+TEST(ChatTemplateErrors, UntrustedTemplatesAreBounded) {
+  const auto error_of = [](const std::string& tmpl) -> std::string {
+    try {
+      RenderChatTemplate(tmpl, nlohmann::json::array(), ChatTemplateOptions{},
+                         "evil.jinja");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "<no error>";
+  };
+  const auto expect = [&](const std::string& tmpl, const std::string& want) {
+    const std::string e = error_of(tmpl);
+    EXPECT_NE(e.find(want), std::string::npos) << e;
+    EXPECT_EQ(e.rfind("evil.jinja: ", 0), 0u) << e;
+    EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  };
+  expect("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+         "calls nested more than 100 deep");
+  expect(
+      "{% macro a(n) %}{{ b(n) }}{% endmacro %}"
+      "{% macro b(n) %}{{ a(n) }}{% endmacro %}{{ a(1) }}",
+      "calls nested more than 100 deep");
+  // Recursion that ends is fine.
+  std::string countdown;
+  for (int n = 50; n > 0; --n) countdown += std::to_string(n);
+  EXPECT_EQ(R("{% macro f(n) %}{% if n > 0 %}{{ n }}{{ f(n - 1) }}{% endif %}"
+              "{% endmacro %}{{ f(50) }}"),
+            countdown);
+  expect(
+      "{{ " + std::string(100000, '(') + "1" + std::string(100000, ')') + " }}",
+      "more than 4096 tokens");
+  expect("{{ " + std::string(1000, '(') + "1" + std::string(1000, ')') + " }}",
+         "nested more than 200 levels deep");
+  expect("{{ " + std::string(1000, '-') + "1 }}",
+         "nested more than 200 levels deep");
+  std::string nested_ifs;
+  for (int i = 0; i < 300; ++i) nested_ifs += "{% if true %}";
+  for (int i = 0; i < 300; ++i) nested_ifs += "{% endif %}";
+  expect(nested_ifs, "nested more than 200 levels deep");
+  std::string chain = "{{ 'a'";
+  for (int i = 0; i < 5000; ++i) chain += " ~ 'a'";
+  expect(chain + " }}", "more than 4096 tokens");
+  expect(
+      "{% for i in range(2000) %}{% for j in range(1000) %}{% endfor %}"
+      "{% endfor %}",
+      "more than 1000000 loop iterations");
+  expect("{{ 'x' * 100000000000 }}", "repetition of more than 64 MiB");
+  expect("{% for i in range(100) %}{{ 'x' * 1000000 }}{% endfor %}",
+         "output exceeds 64 MiB");
+}
+
 TEST(ChatTemplateErrors, RaiseExceptionAndBadOptions) {
   EXPECT_EQ(ErrorOf("a{{ raise_exception('Nope: ' ~ 1) }}"), "t: Nope: 1");
   ChatTemplateOptions o;

@@ -60,6 +60,40 @@ TEST(TokenizeCli, TextFileAndSentencePieceOnlyFolder) {
   EXPECT_EQ(j.at("decoded"), "<s> Hello world");
 }
 
+TEST(TokenizeCli, JsonlIsOneObjectPerLineEachAsTextGivesIt) {
+  BIOQUANT_REQUIRE_SHARED();
+  const std::string tok = TokDir("derived/llama3");
+  const std::string lines = testing::TempDir("jsonl") + "/texts.jsonl";
+  WriteFile(lines, "\"Hello world\"\n\"line\\nbreak \\u00e9\"\n\n\"\"\n");
+  const auto r = RunBioquant({"tokenize", "--model", tok, "--jsonl", lines});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<json> per_line;
+  for (size_t a = 0, b; (b = r.out.find('\n', a)) != std::string::npos;
+       a = b + 1)
+    per_line.push_back(json::parse(r.out.substr(a, b - a)));
+  ASSERT_EQ(per_line.size(), 3u);  // blank lines are skipped
+  EXPECT_EQ(per_line[0].at("ids"), json({128000, 9906, 1917}));
+  const auto one = RunBioquant(
+      {"tokenize", "--model", tok, "--text", "line\nbreak \u00e9", "--json"});
+  EXPECT_EQ(per_line[1], json::parse(one.out));
+  EXPECT_EQ(per_line[2].at("ids"), json({128000}));
+  // --no-special applies to every line.
+  const auto ns = RunBioquant(
+      {"tokenize", "--model", tok, "--jsonl", lines, "--no-special"});
+  ASSERT_EQ(ns.exit_code, 0) << ns.err;
+  EXPECT_EQ(json::parse(ns.out.substr(0, ns.out.find('\n'))).at("ids"),
+            json({9906, 1917}));
+  // A line that is not a JSON string names the file and the line.
+  WriteFile(lines, "\"ok\"\n42\n");
+  const auto bad = RunBioquant({"tokenize", "--model", tok, "--jsonl", lines});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("line 2"), std::string::npos) << bad.err;
+  EXPECT_NE(
+      RunBioquant({"tokenize", "--model", tok, "--jsonl", lines, "--text", "x"})
+          .exit_code,
+      0);
+}
+
 TEST(TokenizeCli, ErrorsAndUsage) {
   const std::string dir = testing::TempDir("cli_bad");
   WriteFile(dir + "/tokenizer.json", "{ not json");
