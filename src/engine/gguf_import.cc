@@ -70,13 +70,19 @@ const std::map<std::string, std::string>& LayerNames() {
   return m;
 }
 
-// "" for tensors the HF checkpoint has no place for (rope_freqs: rope
-// scaling is rebuilt from metadata).
+// HF name of a GGUF tensor; throws for tensors we cannot place.
 std::string HfName(const std::string& g, const std::string& path) {
   if (g == "token_embd.weight") return "model.embed_tokens.weight";
   if (g == "output_norm.weight") return "model.norm.weight";
   if (g == "output.weight") return "lm_head.weight";
-  if (g == "rope_freqs.weight") return "";
+  if (g == "rope_freqs.weight") {
+    // Llama 3.1-style rope scaling, stored as per-frequency factors: the
+    // HF config needs its parameters, which the file does not state.
+    Fail(
+        "{}: rope_freqs.weight (llama3 rope scaling) is not supported for "
+        "import",
+        path);
+  }
   if (g.rfind("blk.", 0) == 0) {
     const size_t dot = g.find('.', 4);
     const size_t last = g.rfind('.');
@@ -498,7 +504,6 @@ void ImportGguf(const GgufImportOptions& o) {
     const DType dt = o.dtype == "bf16" ? DType::kBF16 : DType::kF32;
     for (const auto& t : f.tensors()) {
       const std::string hf = HfName(t.name, f.path());
-      if (hf.empty()) continue;
       if (!CanDequantizeGgml(t.type)) {
         Fail("{}: tensor {} has type {}, which import cannot dequantize",
              f.path(), t.name, GgmlTypeName(t.type));

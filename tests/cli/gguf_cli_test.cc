@@ -345,6 +345,17 @@ TEST(GgufImportCli, BadFilesGiveOneLineErrors) {
             std::string::npos)
       << r.err;
   EXPECT_TRUE(FileExists(tmp + "/full/keep.txt"));
+  // Llama 3.1's rope scaling as a rope_freqs tensor: refused, not dropped.
+  CopyGgufWith(tmp + "/good.gguf", tmp + "/rope.gguf", [](GgufWriter& w) {
+    const std::vector<float> freqs(16, 1.0f);
+    w.AddTensor("rope_freqs.weight", GgmlType::kF32, {16}, freqs.data(), 64);
+  });
+  r = RunBioquant({"import-gguf", tmp + "/rope.gguf", "--out", tmp + "/o5"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("rope.gguf: rope_freqs.weight (llama3 rope scaling) is "
+                       "not supported"),
+            std::string::npos)
+      << r.err;
   // Missing file.
   r = RunBioquant({"import-gguf", tmp + "/none.gguf", "--out", tmp + "/o3"});
   EXPECT_EQ(r.exit_code, 1);
