@@ -131,4 +131,46 @@ put("serve_request", "completion", b"\x00" + json.dumps({
     "ignore_eos": True, "top_k": 5}).encode())
 put("serve_request", "token_ids", b"\x00" + json.dumps({
     "prompt": [1, 2, 3], "max_tokens": 2}).encode())
+# gguf: small v3 files (metadata of several kinds, tensors of several types).
+def gguf(kv, tensors, align=32):
+    def string(x):
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv))
+    for key, (vtype, val) in kv.items():
+        out += string(key) + struct.pack("<I", vtype)
+        if vtype == 8:
+            out += string(val)
+        elif vtype == 9:  # array of (elem type, values)
+            et, vals = val
+            out += struct.pack("<IQ", et, len(vals))
+            for v in vals:
+                out += string(v) if et == 8 else struct.pack(
+                    {4: "<I", 5: "<i", 6: "<f"}[et], v)
+        else:
+            out += struct.pack({4: "<I", 5: "<i", 6: "<f", 7: "<?",
+                                10: "<Q"}[vtype], val)
+    blob, infos = b"", b""
+    for name, (gtype, dims, raw) in tensors.items():
+        pad = (-len(blob)) % align
+        blob += bytes(pad)
+        infos += string(name) + struct.pack("<I", len(dims)) + \
+            b"".join(struct.pack("<Q", d) for d in dims) + \
+            struct.pack("<IQ", gtype, len(blob))
+        blob += raw
+    out += infos
+    out += bytes((-len(out)) % align)
+    return out + blob
+q8 = struct.pack("<e", 0.05) + bytes((i * 7) % 256 for i in range(32))
+q4k = struct.pack("<ee", 0.01, 0.002) + bytes((i * 13) % 256 for i in range(140))
+put("gguf", "llama-like.gguf", gguf(
+    {"general.architecture": (8, "llama"), "llama.block_count": (4, 1),
+     "llama.context_length": (4, 64), "llama.rope.freq_base": (6, 10000.0),
+     "tokenizer.ggml.model": (8, "gpt2"),
+     "tokenizer.ggml.tokens": (9, (8, ["a", "b", "<s>"])),
+     "tokenizer.ggml.scores": (9, (6, [0.0, -1.0, 0.0])),
+     "general.alignment": (4, 32)},
+    {"f32": (0, [4, 2], struct.pack("<8f", *range(8))),
+     "q8_0": (8, [32], q8), "q4_k": (12, [256], q4k)}))
+put("gguf", "empty.gguf", gguf({}, {}))
 print("seeds written under", FUZZ / "corpus")
