@@ -1,0 +1,14 @@
+// config.json -> the model configuration (architecture, shapes, RoPE, ...).
+#include <nlohmann/json.hpp>
+
+#include "fuzz_target.h"
+#include "model/config.h"
+
+using namespace bioquant;
+
+BIOQUANT_FUZZ_TARGET(model_config) {
+  const auto j = nlohmann::json::parse(data, data + size, nullptr, false);
+  if (j.is_discarded()) return 0;
+  fuzz::Rejects([&] { (void)ParseModelConfig(j, "config.json"); });
+  return 0;
+}
