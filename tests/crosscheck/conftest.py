@@ -12,7 +12,7 @@ Fixtures:
   shared        ../shared (skips the test when it is absent)
   workdir       a per-test temporary directory (pytest's tmp_path)
   synth         synth(preset, dtype="f32", seed=0) -> a cached checkpoint dir
-  summary       summary.add(group, cases, **max_diffs): one line per group
+  summary       summary.add(group, cases, **diffs): one line per group
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ run_bioquant.json = run_bioquant_json
 
 
 class Summary:
-    """Collects, per group, the number of cases compared and the largest
-    differences seen; writes one line per group when the session ends."""
+    """Collects, per group, the number of cases compared and what differed:
+    int values are counts (summed), float values differences (the largest
+    kept); writes one line per group when the session ends."""
 
     def __init__(self):
         self.groups: dict[str, dict] = {}
@@ -68,10 +69,12 @@ class Summary:
         for k, v in diffs.items():
             if v is None:
                 continue
-            if isinstance(v, (int, float)):
-                g["diffs"][k] = max(g["diffs"].get(k, v), v)
-            else:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
                 g["diffs"][k] = v
+            elif isinstance(v, int):  # counts add up
+                g["diffs"][k] = g["diffs"].get(k, 0) + v
+            else:  # differences: the largest
+                g["diffs"][k] = max(g["diffs"].get(k, v), v)
 
     def lines(self) -> list[str]:
         out = []
