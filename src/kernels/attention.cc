@@ -78,8 +78,9 @@ constexpr int64_t kMaxQ = AttendRows::kMax;
 
 // Vector accumulators a register block may hold: AVX-512 has 32 registers,
 // the other x86 targets 16. Blocks are sized so that loads (K/V rows, q
-// rows, broadcast weights) stay well under the FMAs they feed.
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// rows, broadcast weights) stay well under the FMAs they feed. Chosen by
+// capability (512-bit x86 vectors come with 32 registers), not target name.
+#if HWY_ARCH_X86 && HWY_MAX_BYTES >= 64
 constexpr int kAccRegs = 16;
 #else
 constexpr int kAccRegs = 8;

@@ -18,8 +18,10 @@
 
 using GemmDF = hn::ScalableTag<float>;
 
-// Register tile: kGemmRows weight rows x kGemmToks activation rows.
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// Register tile: kGemmRows weight rows x kGemmToks activation rows, sized
+// by capability: x86 with 512-bit vectors (AVX-512 and later) has 32 vector
+// registers, every other SIMD target here 16.
+#if HWY_ARCH_X86 && HWY_MAX_BYTES >= 64
 constexpr int kGemmRows = 8;  // 24 accumulators of 32 zmm
 constexpr int kGemmToks = 3;
 #else

@@ -65,54 +65,96 @@ HWY_INLINE float BlockAmax(const Ctx4& k, int64_t b) {
 
 #if HWY_TARGET != HWY_SCALAR  // 1-lane vectors: per-row fallback only
 
+// How a 16-entry table is looked up, chosen by capability (lane count),
+// never by target name, so a new or other target cannot silently fall to
+// the gather: kLutVecs = 16 / lanes table registers (1 with 16+ lanes),
+// permutes within each and sign-bit blends between them. Only scalable
+// vectors (lane count unknown at compile time) use the gather.
+#if HWY_HAVE_SCALABLE
+constexpr int kLutVecs = 0;  // gather
+#else
+constexpr int kLanesF32 = HWY_LANES(float);
+constexpr int kLutVecs = kLanesF32 >= 16 ? 1 : 16 / kLanesF32;
+static_assert(kLutVecs == 1 || kLutVecs == 2 || kLutVecs == 4,
+              "Lut16 handles 1, 2 or 4 table registers");
+#endif
+
 // The 16 code values of one block of one row, already multiplied by the
 // block's absmax: f32(code * absmax) is exactly the reference DequantizeRow
 // value, and the multiply runs once per block instead of once per weight.
 struct ScaledLut {
-  hn::Vec<DF> lo, hi;  // entries [0, N) and [N, 2N) where N < 16
-  float amax;          // for the gather fallback
+  hn::Vec<DF> v[kLutVecs > 0 ? kLutVecs : 1];  // entries [j*N, (j+1)*N)
+  float amax;                                  // for the gather
 };
 
 HWY_INLINE ScaledLut ScaleLut(DF df, const float* lut, float amax) {
   ScaledLut t;
   t.amax = amax;
   const auto a = hn::Set(df, amax);
-  t.lo = hn::Mul(hn::LoadU(df, lut), a);
-#if HWY_TARGET == HWY_AVX2
-  t.hi = hn::Mul(hn::LoadU(df, lut + 8), a);
-#else
-  t.hi = t.lo;
-#endif
+  const size_t N = hn::Lanes(df);
+  for (int j = 0; j < (kLutVecs > 0 ? kLutVecs : 1); ++j) {
+    t.v[j] = hn::Mul(hn::LoadU(df, lut + j * N), a);
+  }
   return t;
 }
 
+// Picks `yes` where bit kBit of the u32 code is set: the bit shifted into
+// the sign, then one sign-bit blend where the ISA has one (vblendvps comes
+// with every x86 target of 256+ bit vectors); elsewhere the sign is spread
+// to a full mask first (Highway 1.0.3's SSSE3 IfNegativeThenElse for f32
+// assumes blendv and returns wrong lanes).
+template <int kBit, class V32>
+HWY_INLINE hn::Vec<DF> IfCodeBit(DF df, V32 codes, hn::Vec<DF> yes,
+                                 hn::Vec<DF> no) {
+  const hn::RebindToSigned<DF> di;
+  const auto top = hn::BitCast(di, hn::ShiftLeft<31 - kBit>(codes));
+#if HWY_ARCH_X86 && HWY_MAX_BYTES >= 32
+  return hn::IfNegativeThenElse(hn::BitCast(df, top), yes, no);
+#else
+  return hn::IfThenElse(
+      hn::MaskFromVec(hn::BitCast(df, hn::BroadcastSignBit(top))), yes, no);
+#endif
+}
+
 // Scaled value of the code in the low 4 bits of each u32 lane of `codes`
-// (higher bits are ignored on AVX-512 and AVX2, so callers need not mask).
+// (higher bits are ignored, so callers need not mask).
 template <class V32>
 HWY_INLINE hn::Vec<DF> Lut16(DF df, const float* lut, const ScaledLut& t,
                              V32 codes) {
   const hn::RebindToSigned<DF> di;
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-  // 16 lanes: the whole table is one register (vpermps reads index bits 0-3).
-  (void)lut;
-  return hn::TableLookupLanes(t.lo,
-                              hn::IndicesFromVec(df, hn::BitCast(di, codes)));
-#elif HWY_TARGET == HWY_AVX2
-  // 8 lanes: two half-table permutes (vpermps reads bits 0-2), bit 3 picks.
-  (void)lut;
-  const auto idx = hn::IndicesFromVec(df, hn::BitCast(di, codes));
-  const auto lo = hn::TableLookupLanes(t.lo, idx);
-  const auto hi = hn::TableLookupLanes(t.hi, idx);
   const hn::RebindToUnsigned<DF> du;
-  const auto upper = hn::RebindMask(
-      df,
-      hn::Ne(hn::And(hn::BitCast(du, codes), hn::Set(du, 8u)), hn::Zero(du)));
-  return hn::IfThenElse(upper, hi, lo);
+  if constexpr (kLutVecs == 0) {
+    const auto idx = hn::BitCast(di, hn::And(codes, hn::Set(du, 15u)));
+    return hn::Mul(hn::GatherIndex(df, lut, idx), hn::Set(df, t.amax));
+  } else {
+    (void)lut;
+    // x86 permutes (vpermps, 8 and 16 lanes) read only the low index bits;
+    // elsewhere the index is masked to the lane count first.
+#if HWY_ARCH_X86
+    constexpr bool kMask = HWY_LANES(float) < 8;
 #else
-  const auto idx =
-      hn::BitCast(di, hn::And(codes, hn::Set(hn::RebindToUnsigned<DF>(), 15u)));
-  return hn::Mul(hn::GatherIndex(df, lut, idx), hn::Set(df, t.amax));
+    constexpr bool kMask = true;
 #endif
+    const auto raw =
+        kMask ? hn::And(codes,
+                        hn::Set(du, static_cast<uint32_t>(hn::Lanes(df) - 1)))
+              : codes;
+    const auto idx = hn::IndicesFromVec(df, hn::BitCast(di, raw));
+    if constexpr (kLutVecs == 1) {
+      return hn::TableLookupLanes(t.v[0], idx);
+    } else if constexpr (kLutVecs == 2) {
+      return IfCodeBit<3>(df, codes, hn::TableLookupLanes(t.v[1], idx),
+                          hn::TableLookupLanes(t.v[0], idx));
+    } else {
+      const auto v01 =
+          IfCodeBit<2>(df, codes, hn::TableLookupLanes(t.v[1], idx),
+                       hn::TableLookupLanes(t.v[0], idx));
+      const auto v23 =
+          IfCodeBit<2>(df, codes, hn::TableLookupLanes(t.v[3], idx),
+                       hn::TableLookupLanes(t.v[2], idx));
+      return IfCodeBit<3>(df, codes, v23, v01);
+    }
+  }
 }
 
 // The 2N weights of W at flat indices [i, i + 2N) (i even, all in one
@@ -275,6 +317,15 @@ void DotRows(const float* wrow, int64_t cols, const float* x, int64_t m,
   }
 }
 
+// Table registers the decode uses on this target (0 = the gather path).
+int Lut16VecsImpl() {
+#if HWY_TARGET == HWY_SCALAR
+  return 0;  // 1 lane: per-row dequantize, no table lookup at all
+#else
+  return kLutVecs;
+#endif
+}
+
 void MatMulRows4bitImpl(const WeightMatrix& w, const float* x, int64_t m,
                         float* y, int64_t r0, int64_t r1, bool bf16) {
   const DF df;
@@ -402,6 +453,13 @@ namespace bioquant {
 namespace kernels {
 
 HWY_EXPORT(MatMulRows4bitImpl);
+HWY_EXPORT(Lut16VecsImpl);
+
+int Lut16VecsOnTarget(int target_index) {
+  int v = -1;
+  RunOnTarget(target_index, [&] { v = HWY_DYNAMIC_DISPATCH(Lut16VecsImpl)(); });
+  return v;
+}
 
 namespace {
 void Check4bit(const WeightMatrix& w) {

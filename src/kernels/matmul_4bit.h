@@ -24,5 +24,9 @@ void MatMulRows4bitOnTarget(int target_index, const WeightMatrix& w,
                             const float* x, int64_t m, float* y, int64_t r0,
                             int64_t r1, bool bf16 = false);
 
+// Test hook: how many table registers the 4-bit decode on that target uses
+// (1, 2 or 4; 0 = the gather / per-row fallback).
+int Lut16VecsOnTarget(int target_index);
+
 }  // namespace kernels
 }  // namespace bioquant

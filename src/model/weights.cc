@@ -46,6 +46,16 @@ std::vector<float> ToF32(const TensorView& v) {
   return out;
 }
 
+// The tensor widened to f32 in a buffer reused across tensors of a load:
+// fresh pages per tensor would cost a page fault per 4 KiB (several seconds
+// of system time over a 1B-parameter model).
+float* WidenScratch(const TensorView& v, ThreadPool* pool,
+                    std::vector<float>* buf) {
+  if (buf->size() < static_cast<size_t>(v.numel())) buf->resize(v.numel());
+  TensorToF32(v, buf->data(), pool);
+  return buf->data();
+}
+
 std::vector<float> SmallF32(const TensorStore& s, const std::string& name,
                             std::vector<int64_t> shape) {
   const TensorView& v = s.Get(name);
@@ -87,7 +97,7 @@ void StoreFloat(const TensorView& v, WeightFormat target, WeightMatrix* w,
 Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
                   int64_t in, bool has_bias, WeightFormat target,
                   const PrecisionSpec& p, WeightFormat float_fallback,
-                  ThreadPool* pool) {
+                  ThreadPool* pool, std::vector<float>* scratch) {
   Linear l;
   l.name = name;
   const TensorView& v = s.Get(name + ".weight");
@@ -98,17 +108,17 @@ Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
       target == WeightFormat::kF16) {
     StoreFloat(v, target, &l.w, &l.storage, &l.resident_bytes);
   } else if (target == WeightFormat::kInt8Row) {
-    const std::vector<float> f = TensorToF32(v, pool);
-    auto q = std::make_shared<QuantizedInt8>(
-        QuantizeInt8Rows(f.data(), out, in, pool));
+    float* f = WidenScratch(v, pool, scratch);
+    auto q =
+        std::make_shared<QuantizedInt8>(QuantizeInt8Rows(f, out, in, pool));
     l.w = q->View();
     l.storage = q;
     l.resident_bytes = PackedBytes(target, out, in, p.quant);
     ReleasePages(v.data, v.nbytes);
   } else {
-    const std::vector<float> f = TensorToF32(v, pool);
+    float* f = WidenScratch(v, pool, scratch);
     auto q = std::make_shared<Quantized4bit>(Quantize4bit(
-        f.data(), {out, in}, target, p.quant, v.dtype, std::nullopt, pool));
+        f, {out, in}, target, p.quant, v.dtype, std::nullopt, pool));
     l.w = q->View();
     l.storage = q;
     l.resident_bytes = PackedBytes(target, out, in, p.quant);
@@ -243,6 +253,7 @@ ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
   m.weights_bytes += PackedBytes(side_format, V, H);
 
   m.layers.resize(cfg.num_layers);
+  std::vector<float> scratch;  // widened tensor, reused; freed at return
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights& L = m.layers[l];
@@ -252,7 +263,7 @@ ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
       Linear x =
           bnb ? LoadPrequantizedLinear(s, p + n, out, in, bias, side_format)
               : LoadLinear(s, p + n, out, in, bias, linear, precision,
-                           side_format, pool);
+                           side_format, pool, &scratch);
       m.weights_bytes += x.bytes;
       m.resident_bytes += x.resident_bytes + x.bias.size() * 4;
       return x;

@@ -236,9 +236,8 @@ void DoubleQuantize(const float* absmax, int64_t nblocks, float offset,
       }
       (*nested_absmax)[k] = amax;
       const float inv = 1.0f / amax;
-      for (int64_t i = b0; i < b1; ++i) {
-        (*qabsmax)[i] = QuantizeDynamic(dyn, c[i - b0] * inv);
-      }
+      for (int64_t i = b0; i < b1; ++i) c[i - b0] *= inv;
+      QuantizeDynamicSimd(dyn, c, b1 - b0, qabsmax->data() + b0);
     }
   };
   if (pool && nn > 1) {
@@ -361,11 +360,16 @@ QuantizedInt8 QuantizeTensorInt8(const TensorView& t, ThreadPool* pool) {
 }
 
 std::vector<float> TensorToF32(const TensorView& t, ThreadPool* pool) {
+  std::vector<float> out(t.numel());
+  TensorToF32(t, out.data(), pool);
+  return out;
+}
+
+void TensorToF32(const TensorView& t, float* out, ThreadPool* pool) {
   const int64_t n = t.numel();
-  std::vector<float> out(n);
   switch (t.dtype) {
     case DType::kF32:
-      if (n > 0) std::memcpy(out.data(), t.data, 4 * n);
+      if (n > 0) std::memcpy(out, t.data, 4 * n);
       break;
     case DType::kBF16: {
       const auto* in = reinterpret_cast<const uint16_t*>(t.data);
@@ -374,7 +378,7 @@ std::vector<float> TensorToF32(const TensorView& t, ThreadPool* pool) {
       auto range = [&](size_t c0, size_t c1, int) {
         const int64_t i0 = c0 * kChunk;
         const int64_t i1 = std::min<int64_t>(n, c1 * kChunk);
-        if (i1 > i0) Bf16ToF32Simd(in + i0, i1 - i0, out.data() + i0);
+        if (i1 > i0) Bf16ToF32Simd(in + i0, i1 - i0, out + i0);
       };
       if (pool && chunks > 1) {
         pool->ParallelFor(chunks, range);
@@ -387,14 +391,13 @@ std::vector<float> TensorToF32(const TensorView& t, ThreadPool* pool) {
       for (int64_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, t.data + 2 * i, 2);
-        out[i] = t.dtype == DType::kBF16 ? Bf16ToF32(h) : F16ToF32(h);
+        out[i] = F16ToF32(h);
       }
       break;
     default:
       Fail("{}: {}: dtype {} is not a float type (F32, BF16, F16)", t.file,
            t.name, DTypeName(t.dtype));
   }
-  return out;
 }
 
 WeightMatrix Quantized4bit::View() const {

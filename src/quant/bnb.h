@@ -107,6 +107,9 @@ Quantized4bit QuantizeTensor4bit(const TensorView& t, WeightFormat format,
 // naming the tensor and file for other dtypes. bf16 is widened with SIMD,
 // split across `pool` when given.
 std::vector<float> TensorToF32(const TensorView& t, ThreadPool* pool = nullptr);
+// The same into out[t.numel()] (a buffer the caller reuses: fresh pages for
+// every tensor of a model cost more page faults than the widening itself).
+void TensorToF32(const TensorView& t, float* out, ThreadPool* pool = nullptr);
 
 // The offset double quantization subtracts: mean(absmax) as an f32. Computed
 // in double and rounded once; torch's f32 reduction can differ in the last

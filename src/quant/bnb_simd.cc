@@ -192,6 +192,49 @@ void QuantizeInt8RowImpl(const float* w, int64_t cols, float* w16, int8_t* q,
   }
 }
 
+// QuantizeDynamic (bnb.cc) lane by lane: the same binary search, the same
+// comparisons and midpoints, so the same path-dependent tie rule.
+void QuantizeDynamicImpl(const float* code, const float* x, int64_t n,
+                         uint8_t* out) {
+  const DF df;
+  const DI di;
+  const hn::Rebind<uint8_t, DI> du8;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto xv = hn::LoadU(df, x + i);
+    auto pivot = hn::Set(di, 127), lo_p = hn::Zero(di), up_p = hn::Set(di, 255);
+    auto lower = hn::Set(df, -1.0f), upper = hn::Set(df, 1.0f);
+    auto val = hn::GatherIndex(df, code, pivot);
+    for (int step = 64; step >= 1; step /= 2) {
+      const auto gt = hn::Gt(xv, val);
+      const auto gti = hn::RebindMask(di, gt);
+      lo_p = hn::IfThenElse(gti, pivot, lo_p);
+      lower = hn::IfThenElse(gt, val, lower);
+      up_p = hn::IfThenElse(gti, up_p, pivot);
+      upper = hn::IfThenElse(gt, upper, val);
+      pivot = hn::IfThenElse(gti, hn::Add(pivot, hn::Set(di, step)),
+                             hn::Sub(pivot, hn::Set(di, step)));
+      val = hn::GatherIndex(df, code, pivot);
+    }
+    upper = hn::IfThenElse(hn::RebindMask(df, hn::Eq(up_p, hn::Set(di, 255))),
+                           hn::Set(df, code[255]), upper);
+    lower = hn::IfThenElse(hn::RebindMask(df, hn::Eq(lo_p, hn::Zero(di))),
+                           hn::Set(df, code[0]), lower);
+    const auto half = hn::Set(df, 0.5f);
+    const auto gt = hn::Gt(xv, val);
+    const auto mid_up = hn::Mul(hn::Add(upper, val), half);
+    const auto mid_lo = hn::Mul(hn::Add(lower, val), half);
+    const auto up_res =
+        hn::IfThenElse(hn::RebindMask(di, hn::Gt(xv, mid_up)), up_p, pivot);
+    const auto lo_res =
+        hn::IfThenElse(hn::RebindMask(di, hn::Lt(xv, mid_lo)), lo_p, pivot);
+    const auto r = hn::IfThenElse(hn::RebindMask(di, gt), up_res, lo_res);
+    hn::StoreU(hn::DemoteTo(du8, r), du8, out + i);
+  }
+  for (; i < n; ++i) out[i] = QuantizeDynamic(code, x[i]);
+}
+
 void Bf16ToF32Impl(const uint16_t* in, int64_t n, float* out) {
   const DF df;
   const hn::Rebind<uint16_t, DF> du16;
@@ -214,6 +257,12 @@ namespace bioquant {
 HWY_EXPORT(Quantize4bitBlocksImpl);
 HWY_EXPORT(QuantizeInt8RowImpl);
 HWY_EXPORT(Bf16ToF32Impl);
+HWY_EXPORT(QuantizeDynamicImpl);
+
+void QuantizeDynamicSimd(const float* code256, const float* x, int64_t n,
+                         uint8_t* out) {
+  HWY_DYNAMIC_DISPATCH(QuantizeDynamicImpl)(code256, x, n, out);
+}
 
 void Quantize4bitBlocksSimd(const float* x, int64_t n, int64_t bs,
                             WeightFormat format, int64_t b0, int64_t b1,

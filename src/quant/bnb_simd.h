@@ -26,6 +26,10 @@ void QuantizeInt8RowRef(const float* w, int64_t cols, float* w16, int8_t* q,
 void QuantizeInt8RowSimd(const float* w, int64_t cols, float* w16, int8_t* q,
                          float* scb);
 
+// out[i] = QuantizeDynamic(code256, x[i]) for i < n.
+void QuantizeDynamicSimd(const float* code256, const float* x, int64_t n,
+                         uint8_t* out);
+
 // Widens n bf16 values to f32 (exact).
 void Bf16ToF32Simd(const uint16_t* in, int64_t n, float* out);
 

@@ -70,3 +70,31 @@ TEST_F(IsaTest, UnknownIsaNamesTheFlag) {
 
 }  // namespace
 }  // namespace bioquant
+
+#include "kernels/matmul_4bit.h"
+
+namespace bioquant {
+namespace {
+
+// Capability, not target names, picks the 4-bit lookup: every compiled x86
+// SIMD target (SSE4, AVX2, AVX-512 and any later one) must use register
+// tables; only the 1-lane fallback may skip them.
+TEST(IsaKernels, NoX86SimdTargetTakesTheGatherPath) {
+  const auto targets = hwy::SupportedAndGeneratedTargets();
+  int checked = 0;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const std::string name = hwy::TargetName(targets[i]);
+    const int vecs = kernels::Lut16VecsOnTarget(static_cast<int>(i));
+    if (name == "SCALAR" || name == "EMU128") continue;
+#if HWY_ARCH_X86
+    EXPECT_GT(vecs, 0) << name << " decodes 4-bit weights with a gather";
+    ++checked;
+#endif
+  }
+#if HWY_ARCH_X86
+  EXPECT_GE(checked, 1);
+#endif
+}
+
+}  // namespace
+}  // namespace bioquant

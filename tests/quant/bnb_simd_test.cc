@@ -2,6 +2,8 @@
 // every compiled Highway target this CPU runs: same bytes on the golden
 // vectors, random tensors and edge cases (threshold ties, zeros, -0,
 // denormals, +-max, inf, NaN, odd sizes, every blocksize).
+#include "quant/bnb_simd.h"
+
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
@@ -265,6 +267,43 @@ TEST(BnbSimd, GoldenVectorsOnEveryTarget) {
     ++n;
   }
   EXPECT_GT(n, 80);
+}
+
+}  // namespace
+}  // namespace bioquant
+
+namespace bioquant {
+namespace {
+
+// The vector DYN search against QuantizeDynamic: random values, every code
+// value, every midpoint and its neighbours (the tie rules), +-1, 0, NaN.
+TEST(BnbSimd, DynamicSearchMatchesReferenceOnEveryTarget) {
+  const float* dyn = DynamicMapSigned().data();
+  std::vector<float> x = Gaussian(5000, 9, 0.4f);
+  for (int k = 0; k < 256; ++k) {
+    for (float v : {dyn[k], std::nextafter(dyn[k], 2.0f),
+                    std::nextafter(dyn[k], -2.0f)}) {
+      x.push_back(v);
+    }
+    if (k < 255) {
+      const float mid = (dyn[k] + dyn[k + 1]) * 0.5f;
+      x.push_back(mid);
+      x.push_back(std::nextafter(mid, 2.0f));
+      x.push_back(std::nextafter(mid, -2.0f));
+    }
+  }
+  for (float v : {0.0f, -0.0f, 1.0f, -1.0f, 1.5f, -1.5f, std::nanf("")}) {
+    x.push_back(v);
+  }
+  std::vector<uint8_t> want(x.size());
+  for (size_t i = 0; i < x.size(); ++i) want[i] = QuantizeDynamic(dyn, x[i]);
+  ForEachTarget([&] {
+    std::vector<uint8_t> got(x.size());
+    QuantizeDynamicSimd(dyn, x.data(), x.size(), got.data());
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_EQ(got[i], want[i]) << "x = " << x[i];
+    }
+  });
 }
 
 }  // namespace

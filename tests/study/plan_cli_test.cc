@@ -129,7 +129,8 @@ TEST(PlanCliTest, JsonContract) {
 }
 
 // The CPU model against what the engine measures: the ledger exactly, and
-// the process peak RSS within 10%.
+// the process peak RSS within 10%. Quantize-on-load (--no-cache): a load
+// that builds the weights cache also holds a shard being written.
 TEST(PlanCliTest, CpuPredictionMatchesMeasuredPeakRss) {
   const std::string dir = WriteModel();
   std::string ids;
@@ -140,7 +141,7 @@ TEST(PlanCliTest, CpuPredictionMatchesMeasuredPeakRss) {
     const auto g = RunBioquant({"generate", "--model", dir, "--precision", prec,
                                 "--prompt-ids", ids, "--max-new-tokens",
                                 std::to_string(max_new), "--ignore-eos",
-                                "--threads", "2", "--json"});
+                                "--threads", "2", "--json", "--no-cache"});
     ASSERT_EQ(g.exit_code, 0) << g.err;
     const auto mem = nlohmann::json::parse(g.out)["memory"];
     const auto plan =
