@@ -55,6 +55,15 @@ inline std::string ShellQuote(const std::string& s) {
 }
 
 // Runs the built bioquant binary with args; captures stdout and stderr.
+// Every bioquant a test starts (RunBioquant, Process) inherits a private
+// XDG_CACHE_HOME: the quantized-weights cache of generate/eval/serve stays
+// in the test's temporary tree, and no entry from the user's cache can
+// change a test's result. Set once, before main.
+inline const bool kPrivateWeightCache = [] {
+  setenv("XDG_CACHE_HOME", TempDir("xdgcache").c_str(), 1);
+  return true;
+}();
+
 inline RunResult RunBioquant(const std::vector<std::string>& args) {
   const std::string err_file = TempDir("stderr") + "/err.txt";
   std::string cmd = ShellQuote(BIOQUANT_BINARY);
