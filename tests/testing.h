@@ -59,7 +59,16 @@ inline std::string ShellQuote(const std::string& s) {
 // XDG_CACHE_HOME: the quantized-weights cache of generate/eval/serve stays
 // in the test's temporary tree, and no entry from the user's cache can
 // change a test's result. Set once, before main.
+// The user's own cache folder stays known to tests that read from it (the
+// real model scripts/models.sh put there) as BIOQUANT_USER_CACHE_HOME.
 inline const bool kPrivateWeightCache = [] {
+  std::string user;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) {
+    user = x;
+  } else if (const char* h = std::getenv("HOME"); h && *h) {
+    user = std::string(h) + "/.cache";
+  }
+  setenv("BIOQUANT_USER_CACHE_HOME", user.c_str(), 0);
   setenv("XDG_CACHE_HOME", TempDir("xdgcache").c_str(), 1);
   return true;
 }();

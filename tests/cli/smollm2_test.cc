@@ -23,7 +23,11 @@ using testing::RunBioquant;
 std::string SmolDir() {
   if (const char* d = std::getenv("BIOQUANT_SMOLLM2_DIR"); d && *d) return d;
   std::string cache;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) {
+  // testing.h gives each test a private XDG_CACHE_HOME; the model lives in
+  // the user's.
+  if (const char* u = std::getenv("BIOQUANT_USER_CACHE_HOME"); u && *u) {
+    cache = u;
+  } else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) {
     cache = x;
   } else if (const char* h = std::getenv("HOME"); h && *h) {
     cache = std::string(h) + "/.cache";

@@ -188,7 +188,18 @@ TEST(ServeTest, HealthModelsAndMetrics) {
   EXPECT_EQ(models["data"][0]["id"], "tiny-chat");  // the directory's name
   EXPECT_GT(models["data"][0]["max_model_len"].get<int>(), 0);
   s.Post("/v1/chat/completions", Chat("Hello", 4));
+  // A request is counted once its response has gone out (httplib's logger
+  // runs after the write), so a scrape right after the response may not see
+  // it yet: poll briefly.
+  const std::string counted =
+      "bioquant_requests_total{route=\"/v1/chat/completions\","
+      "status=\"200\"} 1";
   auto x = c->Get("/metrics");
+  for (int i = 0; i < 100 && x && x->body.find(counted) == std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(50ms);
+    x = c->Get("/metrics");
+  }
   ASSERT_TRUE(x);
   for (const char* name :
        {"bioquant_requests_total{route=\"/v1/chat/"
