@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Client overhead of the OpenAI backend (not a unit test: prints figures).
 #   bash scripts/bench_remote_eval.sh [MODEL_DIR] [PRECISION] [BATCH]
-# Runs the same study cells twice on one machine, alternating, ROUNDS times:
+# Runs the same study cells twice on one machine, alternating, ROUNDS times
+# (a fresh server each round):
 # `eval` with the local engine, and `eval --endpoint` against `bioquant serve`
 # on the same model, precision, threads and batch (serve's --max-batch and
 # eval's --concurrency equal to the batch; the same prefix-cache budget as
@@ -29,17 +30,24 @@ common=(--tasks "$TASKS" --strategies zero-shot --data-dir examples/data
         --limit "$LIMIT" --batch "$BATCH" --max-new-tokens 32)
 
 LOG="$WORK/serve.log"
-"$BQ" serve --model "$MODEL" --precision "$PRECISION" --port 0 \
-  --threads "$THREADS" --max-batch "$BATCH" --prefix-cache-mib 1024 2>"$LOG" &
-PID=$!
+PID=
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-  grep -q "listening on" "$LOG" && break
-  kill -0 $PID 2>/dev/null || { cat "$LOG"; exit 1; }
-  sleep 0.5
-done
-URL=$(grep -o 'http://[0-9.]*:[0-9]*' "$LOG" | head -1)/v1
-echo "== serve $PRECISION at $URL (threads $THREADS, max batch $BATCH)"
+# A fresh server per round: its prefix cache starts as cold as local eval's.
+start_serve() {
+  "$BQ" serve --model "$MODEL" --precision "$PRECISION" --port 0 \
+    --threads "$THREADS" --max-batch "$BATCH" --prefix-cache-mib 1024 2>"$LOG" &
+  PID=$!
+  for _ in $(seq 1 600); do
+    grep -q "listening on" "$LOG" && break
+    kill -0 $PID 2>/dev/null || { cat "$LOG"; exit 1; }
+    sleep 0.5
+  done
+  URL=$(grep -o 'http://[0-9.]*:[0-9]*' "$LOG" | head -1)/v1
+}
+stop_serve() {
+  kill -TERM $PID
+  wait $PID || { echo "serve did not stop cleanly"; exit 1; }
+}
 
 # Examples per second over the cells of one eval (from its progress lines).
 rate() {
@@ -60,9 +68,11 @@ for r in $(seq 1 "$ROUNDS"); do
   "$BQ" eval --model "$MODEL" --precisions "$PRECISION" --threads "$THREADS" \
     "${common[@]}" --out "$WORK/local" >/dev/null 2>"$WORK/local.log" ||
     { tail -3 "$WORK/local.log"; exit 1; }
+  start_serve
   "$BQ" eval --endpoint "$URL" --concurrency "$BATCH" \
     "${common[@]}" --out "$WORK/remote" >/dev/null 2>"$WORK/remote.log" ||
     { tail -3 "$WORK/remote.log"; exit 1; }
+  stop_serve
   l=$(rate <"$WORK/local.log")
   m=$(rate <"$WORK/remote.log")
   echo "round $r: local $l ex/s, remote $m ex/s"
@@ -77,6 +87,4 @@ print(f"local  {st.mean(l):.3f} ± {sd(l):.3f} ex/s")
 print(f"remote {st.mean(m):.3f} ± {sd(m):.3f} ex/s")
 print(f"remote / local: {st.mean(m) / st.mean(l):.3f} (target >= 0.9)")
 EOF
-kill -TERM $PID
-wait $PID && echo "serve stopped cleanly (exit 0)"
 trap - EXIT
