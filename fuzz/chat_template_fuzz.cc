@@ -9,7 +9,8 @@
 using namespace bioquant;
 
 BIOQUANT_FUZZ_TARGET(chat_template) {
-  const auto [tmpl, msgs] = fuzz::SplitAtNul(data, size);
+  const auto parts = fuzz::SplitAtNul(data, size);
+  const std::string tmpl(parts.first), msgs(parts.second);
   auto messages = nlohmann::ordered_json::parse(msgs, nullptr, false);
   if (messages.is_discarded() || !messages.is_array()) {
     messages = nlohmann::ordered_json::array(
@@ -24,8 +25,7 @@ BIOQUANT_FUZZ_TARGET(chat_template) {
   o.date = "2025-01-01";
   for (bool gen : {false, true}) {
     o.add_generation_prompt = gen;
-    fuzz::Rejects(
-        [&] { (void)RenderChatTemplate(std::string(tmpl), messages, o); });
+    fuzz::Rejects([&] { (void)RenderChatTemplate(tmpl, messages, o); });
   }
   return 0;
 }

@@ -9,10 +9,11 @@
 using namespace bioquant;
 
 BIOQUANT_FUZZ_TARGET(tokenizer) {
-  const auto [json, text] = fuzz::SplitAtNul(data, size);
+  const auto parts = fuzz::SplitAtNul(data, size);
+  const std::string json(parts.first), text(parts.second);
   const std::string dir = fuzz::ScratchDir() + "/tok";
   mkdir(dir.c_str(), 0700);
-  WriteFile(dir + "/tokenizer.json", std::string(json));
+  WriteFile(dir + "/tokenizer.json", json);
   fuzz::Rejects([&] {
     auto tok = Tokenizer::Load(dir);
     const std::vector<int32_t> ids = tok->Encode(text, true);
