@@ -1,6 +1,7 @@
 #include "io/npy.h"
 
 #include <cstring>
+#include <limits>
 
 #include "util/error.h"
 #include "util/file.h"
@@ -70,8 +71,20 @@ NpyArray ReadNpyF32(const std::string& path) {
         pos, comma == std::string::npos ? std::string::npos : comma - pos);
     tok.erase(0, tok.find_first_not_of(' '));
     if (!tok.empty()) {
-      a.shape.push_back(std::stoll(tok));
-      n *= a.shape.back();
+      int64_t d = -1;
+      size_t used = 0;
+      try {
+        d = std::stoll(tok, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      tok.erase(tok.find_last_not_of(' ') + 1);
+      if (used == 0 || used != tok.size() || d < 0 ||
+          (d > 0 && n > std::numeric_limits<int64_t>::max() / d)) {
+        Fail("{}: bad dimension '{}' in the .npy shape", path, tok);
+      }
+      a.shape.push_back(d);
+      n *= d;
     }
     if (comma == std::string::npos) break;
     pos = comma + 1;

@@ -1,6 +1,9 @@
 #include "model/config.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
 
 #include "util/error.h"
 #include "util/file.h"
@@ -24,12 +27,31 @@ constexpr ArchInfo kArchs[] = {
     {"Qwen2ForCausalLM", "qwen2", true, false, false, true},
 };
 
+// j.get<T>() of an integer type from a float outside T's range is undefined
+// behaviour in nlohmann::json: integers must be integral and in range.
+template <typename T>
+T GetChecked(const nlohmann::json& v, const char* key,
+             const std::string& where) {
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (v.is_number_float()) {
+      const double d = v.get<double>();
+      if (!(d >= static_cast<double>(std::numeric_limits<T>::min()) &&
+            d <= static_cast<double>(std::numeric_limits<T>::max())) ||
+          d != std::trunc(d)) {
+        Fail("{}: \"{}\" must be an integer in range", where, key);
+      }
+      return static_cast<T>(d);
+    }
+  }
+  return v.get<T>();
+}
+
 template <typename T>
 T Require(const nlohmann::json& j, const char* key, const std::string& where) {
   if (!j.contains(key) || j[key].is_null())
     Fail("{}: missing \"{}\"", where, key);
   try {
-    return j[key].get<T>();
+    return GetChecked<T>(j[key], key, where);
   } catch (const nlohmann::json::exception&) {
     Fail("{}: \"{}\" has the wrong type", where, key);
   }
@@ -40,7 +62,7 @@ T Optional(const nlohmann::json& j, const char* key, T fallback,
            const std::string& where) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   try {
-    return j[key].get<T>();
+    return GetChecked<T>(j[key], key, where);
   } catch (const nlohmann::json::exception&) {
     Fail("{}: \"{}\" has the wrong type", where, key);
   }
