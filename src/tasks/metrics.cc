@@ -384,7 +384,10 @@ MetricSet MakeMultiLabelMetrics(
     }
     row[n_col] = 1;
     row[n_col + 1] = pred[i].has_value() && g == p;
-    set.AddRow(std::move(row), row[n_col + 1] > 0);
+    // Read before the move: argument evaluation order is unspecified (clang
+    // moves `row` first; found by fuzzing).
+    const bool exact = row[n_col + 1] > 0;
+    set.AddRow(std::move(row), exact);
   }
   set.AddMetric("label_macro_f1", MacroF1(0, k, ClassRule::kGoldOrPred),
                 MacroCounts(0, k, ClassRule::kGoldOrPred));
