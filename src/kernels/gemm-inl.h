@@ -28,6 +28,14 @@ constexpr int kGemmToks = 3;
 constexpr int kGemmRows = 4;  // 8 accumulators (16 ymm/xmm registers)
 constexpr int kGemmToks = 2;
 #endif
+// Small-m tiles (decode, batched decode of up to 15 sequences): activation
+// rows per tile of 4 weight rows. 4 x 4 accumulators plus 4 activation
+// vectors fit 32 registers, not 16 (AVX2 spills them).
+#if HWY_ARCH_X86 && HWY_MAX_BYTES >= 64
+constexpr int kSmallTileToks = 4;
+#else
+constexpr int kSmallTileToks = 2;
+#endif
 // Activation rows per chunk: the chunk (about kGemmChunkBytes) stays in L2
 // while all panels pass, and each panel is decoded once per chunk. Columns
 // per k-chunk: a panel's k-chunk stays in L1 across token tiles.

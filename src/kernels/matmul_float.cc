@@ -125,8 +125,11 @@ void RowsImpl(Tag tag, const WeightMatrix& w, const float* x, int64_t m,
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) {
       int64_t t = tc;
-      for (; t + 4 <= te; t += 4)
-        Tile<4, 4>(tag, w.data, w.cols, r, x, t, w.rows, y);
+      for (; t + 4 <= te; t += 4) {
+        for (int64_t tt = t; tt < t + 4; tt += kSmallTileToks) {
+          Tile<4, kSmallTileToks>(tag, w.data, w.cols, r, x, tt, w.rows, y);
+        }
+      }
       for (; t < te; ++t) Tile<4, 1>(tag, w.data, w.cols, r, x, t, w.rows, y);
     }
     for (; r < r1; ++r) {

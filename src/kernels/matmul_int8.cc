@@ -103,7 +103,11 @@ void MatMulRowsInt8Impl(const WeightMatrix& w, const float* x, int64_t m,
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) {
       int64_t t = tc;
-      for (; t + 4 <= te; t += 4) Tile<4, 4>(w, r, x, t, y);
+      for (; t + 4 <= te; t += 4) {
+        for (int64_t tt = t; tt < t + 4; tt += kSmallTileToks) {
+          Tile<4, kSmallTileToks>(w, r, x, tt, y);
+        }
+      }
       for (; t < te; ++t) Tile<4, 1>(w, r, x, t, y);
     }
     for (; r < r1; ++r) {

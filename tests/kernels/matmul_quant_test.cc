@@ -268,5 +268,45 @@ TEST(MatMulQuantTest, OutputOfARowDoesNotDependOnTheOtherRows) {
   }
 }
 
+// The same on every compiled target this CPU runs, whose register tiles are
+// sized per target (e.g. AVX2's batched-decode tiles are narrower than
+// AVX-512's): m = 1 vs m = 8 (a full batched-decode tile), m = 11 (wide and
+// narrow tiles and single rows) and m = 20 (the GEMM).
+TEST(MatMulQuantTest, BatchInvarianceHoldsOnEveryTarget) {
+  const int64_t rows = 13, cols = 512, m = 20;
+  const auto wf = Gaussian(rows * cols, 17, 0.1f);
+  const auto x = Gaussian(m * cols, 18, 1.0f);
+  const Quantized4bit q4 = Quantize4bit(
+      wf.data(), {rows, cols}, WeightFormat::kNF4, QuantParams{64, true});
+  const QuantizedInt8 q8 = QuantizeInt8Rows(wf.data(), rows, cols);
+  const Bf16Weights bf(wf, rows, cols);
+  const auto& targets = hwy::SupportedAndGeneratedTargets();
+  for (size_t ti = 0; ti < targets.size(); ++ti) {
+    const int target = static_cast<int>(ti);
+    for (const WeightMatrix& w : {q4.View(), q8.View(), bf.View()}) {
+      const RowsOnTarget fn = w.format == WeightFormat::kNF4
+                                  ? &kernels::MatMulRows4bitOnTarget
+                              : w.format == WeightFormat::kInt8Row
+                                  ? &kernels::MatMulRowsInt8OnTarget
+                                  : &kernels::MatMulRowsFloatOnTarget;
+      std::vector<float> each(m * rows);
+      for (int64_t t = 0; t < m; ++t) {
+        fn(target, w, x.data() + t * cols, 1, each.data() + t * rows, 0, rows,
+           false);
+      }
+      for (const int64_t mm : {int64_t{8}, int64_t{11}, m}) {
+        for (const int64_t t0 : {int64_t{0}, m - mm}) {
+          std::vector<float> got(mm * rows);
+          fn(target, w, x.data() + t0 * cols, mm, got.data(), 0, rows, false);
+          EXPECT_TRUE(
+              std::equal(got.begin(), got.end(), each.begin() + t0 * rows))
+              << FormatName(w.format) << " m=" << mm << " from row " << t0
+              << " on " << hwy::TargetName(targets[ti]);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace bioquant
