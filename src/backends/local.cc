@@ -126,9 +126,13 @@ class LocalBackendSet : public BackendSet {
     return ModelFingerprint(o_.model_dir);
   }
   nlohmann::json Config() const override {
-    return {{"blocksize", o_.quant.blocksize},
-            {"double_quant", o_.quant.double_quant},
-            {"skip_modules", o_.skip_modules}};
+    nlohmann::json c = {{"blocksize", o_.quant.blocksize},
+                        {"double_quant", o_.quant.double_quant},
+                        {"skip_modules", o_.skip_modules}};
+    // Only when given, so stores made before the map existed still match.
+    if (!o_.precision_map.empty())
+      c["precision_map"] = o_.precision_map.ToString();
+    return c;
   }
   nlohmann::json Manifest() const override {
     return {{"model", o_.model_dir},
@@ -140,6 +144,10 @@ class LocalBackendSet : public BackendSet {
     EngineOptions eo;
     eo.model_dir = o_.model_dir;
     eo.precision.name = label;
+    if (label == "mixed") {
+      eo.precision.name = "";
+      eo.precision.module_map = o_.precision_map;
+    }
     eo.precision.quant = o_.quant;
     eo.precision.skip_modules = o_.skip_modules;
     eo.threads = o_.threads;
@@ -170,7 +178,13 @@ std::unique_ptr<BackendSet> MakeLocalBackendSet(const LocalBackendOptions& o) {
   if (o.model_dir.empty()) Fail("--model is required");
   if (!IsDirectory(o.model_dir))
     Fail("--model: {}: model directory not found", o.model_dir);
-  for (const auto& p : o.precisions) ResolveLinearFormat(p, "bfloat16");
+  for (const auto& p : o.precisions) {
+    if (p == "mixed" && !o.precision_map.empty()) continue;
+    if (p == "mixed") {
+      Fail("--precisions: 'mixed' needs --precision-map");
+    }
+    ResolveLinearFormat(p, "bfloat16");
+  }
   return std::make_unique<LocalBackendSet>(o);
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "model/precision_map.h"
 #include "quant/formats.h"
 
 namespace bioquant {
@@ -20,6 +21,9 @@ struct LocalBackendOptions {
   std::vector<std::string> precisions;
   QuantParams quant;
   std::vector<std::string> skip_modules;
+  // The label "mixed" loads the model with this per-module precision map
+  // (model/precision_map.h); empty: "mixed" is not a valid label.
+  PrecisionMap precision_map;
   int threads = 0;  // 0 = all cores
   // The engine's prefix cache (engine/engine.h EngineOptions): prompts of a
   // task share instructions and templates. Results do not depend on it.

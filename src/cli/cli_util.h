@@ -53,6 +53,7 @@ struct ModelFlags {
   int blocksize = 64;
   bool no_double_quant = false;
   std::string skip_modules;
+  std::string precision_map;
   int threads = 0;
   float llm_int8_threshold = 6.0f;
   std::string compute = "f32";
@@ -90,6 +91,10 @@ struct ModelFlags {
                    "4-bit: keep absmax in f32 (transformers' default)");
       app.add_option("--skip-modules", skip_modules,
                      "comma-separated module names kept unquantized");
+      app.add_option("--precision-map", precision_map,
+                     "per-module precisions, first match wins: "
+                     "'model.layers.7.*=bf16,model.layers.0-5.*=int8,*=nf4' "
+                     "or a file of such rules (see README)");
       app.add_option("--llm-int8-threshold", llm_int8_threshold,
                      "llm-int8 outlier threshold")
           ->default_val(6.0f);
@@ -112,6 +117,8 @@ struct ModelFlags {
     o.precision.quant.double_quant = !no_double_quant;
     o.precision.llm_int8_threshold = llm_int8_threshold;
     o.precision.skip_modules = SplitList(skip_modules);
+    if (!precision_map.empty())
+      o.precision.module_map = LoadPrecisionMap(precision_map);
     o.threads = threads;
     if (threads < 0) Fail("--threads must be >= 0");
     o.compute = ParseComputeType(compute, "--compute");

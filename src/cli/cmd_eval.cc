@@ -75,7 +75,8 @@ int RunEvalCommand(int argc, char** argv) {
   OpenAIBackendOptions ro;
   std::string precisions = "bf16,int8,nf4", tasks = "all",
               strategies = "zero-shot";
-  std::string skip_modules, endpoint, served_model, endpoints, model_config;
+  std::string skip_modules, precision_map, endpoint, served_model, endpoints,
+      model_config;
   bool no_double_quant = false, no_chat = false, no_stream = false;
   int resamples = 1000;
   app.add_option("--model", lo.model_dir,
@@ -163,6 +164,9 @@ int RunEvalCommand(int argc, char** argv) {
   app.add_flag("--no-double-quant", no_double_quant,
                "4-bit: absmax kept in f32");
   app.add_option("--skip-modules", skip_modules, "modules kept unquantized");
+  app.add_option("--precision-map", precision_map,
+                 "per-module precisions for the label 'mixed' in "
+                 "--precisions (rules or a file; see README)");
   ModelFlags cache;  // only its --cache-dir / --no-cache
   cache.AddCache(app);
   app.add_option("--resamples", resamples,
@@ -184,11 +188,13 @@ int RunEvalCommand(int argc, char** argv) {
   o.strategies = SplitList(strategies);
   lo.precisions = o.precisions;
   lo.skip_modules = SplitList(skip_modules);
+  if (!precision_map.empty())
+    lo.precision_map = LoadPrecisionMap(precision_map);
   lo.weight_cache_dir = cache.CacheDir();
   if (remote) {
     for (const char* local_only :
          {"--threads", "--blocksize", "--no-double-quant", "--skip-modules",
-          "--cache-dir", "--no-cache"}) {
+          "--precision-map", "--cache-dir", "--no-cache"}) {
       if (app.count(local_only)) {
         Fail("{}: applies to the local engine (--model), not to a server",
              local_only);

@@ -214,7 +214,26 @@ uint64_t ParseShardSize(const std::string& s, const char* flag) {
 }
 
 QuantizeSummary QuantizeCheckpoint(const QuantizeOptions& o) {
-  const PrecisionSpec& p = o.precision;
+  // A precision map becomes --precision plus skipped modules: a
+  // bitsandbytes checkpoint holds one quantized format, the rest in float.
+  PrecisionSpec p = o.precision;
+  const auto is_quant = [](const std::string& n) {
+    return n == "int8" || n == "nf4" || n == "fp4";
+  };
+  if (!p.module_map.empty()) {
+    std::string q = p.name == "llm-int8" ? "int8" : p.name;
+    for (const PrecisionRule& r : p.module_map.rules) {
+      if (!is_quant(r.precision)) continue;
+      if (!q.empty() && q != r.precision) {
+        Fail(
+            "--precision-map: a bitsandbytes checkpoint holds one quantized "
+            "format, but the map (with --precision) names {} and {}",
+            q, r.precision);
+      }
+      q = r.precision;
+    }
+    if (p.name.empty()) p.name = q;
+  }
   WeightFormat format;
   if (p.name == "nf4" || p.name == "fp4") {
     format = ParseFormat(p.name);
@@ -275,6 +294,8 @@ QuantizeSummary QuantizeCheckpoint(const QuantizeOptions& o) {
     for (const char* lin : kLinears) {
       const std::string m = fmt::format("model.layers.{}.{}", l, lin);
       store->Get(m + ".weight");  // missing -> error naming the checkpoint
+      const std::string mp = p.module_map.Lookup(m);
+      if (!mp.empty() && !is_quant(mp)) p.skip_modules.push_back(m);
       if (IsSkippedModule(m, p.skip_modules)) {
         ++sum.skipped_modules;
       } else {

@@ -118,6 +118,8 @@ std::string DefaultWeightCacheDir() {
 }
 
 std::string WeightCacheFormatKey(const PrecisionSpec& p) {
+  // A mixed-precision model is no bitsandbytes checkpoint: quantized on load.
+  if (!p.module_map.empty()) return "";
   std::string k;
   if (p.name == "int8" || p.name == "llm-int8") {
     k = "int8";

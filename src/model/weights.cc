@@ -219,6 +219,12 @@ ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
                                                      : "float32";
   }
   WeightFormat linear = ResolveLinearFormat(precision.name, dtype_name);
+  if (bnb && !precision.module_map.empty()) {
+    Fail(
+        "--precision-map: {} is already quantized (a precision map needs a "
+        "full-precision checkpoint)",
+        dir);
+  }
   if (bnb) {
     // A pre-quantized checkpoint runs as stored; llm-int8 may emulate
     // LLM.int8() on an 8-bit one.
@@ -233,19 +239,34 @@ ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
   const bool quantized = linear == WeightFormat::kInt8Row ||
                          linear == WeightFormat::kNF4 ||
                          linear == WeightFormat::kFP4;
-  if (!bnb && quantized && linear != WeightFormat::kInt8Row &&
-      !IsValidBlocksize(precision.quant.blocksize)) {
+  bool any_4bit = linear == WeightFormat::kNF4 || linear == WeightFormat::kFP4;
+  for (const PrecisionRule& r : precision.module_map.rules) {
+    any_4bit = any_4bit || r.precision == "nf4" || r.precision == "fp4";
+  }
+  if (!bnb && any_4bit && !IsValidBlocksize(precision.quant.blocksize)) {
     Fail("--blocksize: {} is not supported (32, 64, ..., 4096)",
          precision.quant.blocksize);
   }
   m.linear_format = linear;
-  m.precision = precision.name.empty() ? FormatName(linear) : precision.name;
+  m.precision = !precision.module_map.empty() ? "mixed"
+                : precision.name.empty()      ? FormatName(linear)
+                                              : precision.name;
   m.llm_int8 = precision.name == "llm-int8";
   m.llm_int8_threshold = precision.llm_int8_threshold;
   // Embeddings and lm_head: converted for float precisions (the paper loads
   // "full precision" in torch_dtype), kept in the file dtype when quantizing
   // (bitsandbytes leaves them alone).
-  const WeightFormat side_format = quantized ? file_format : linear;
+  // With a precision map and no quantized --precision they stay in the
+  // file's dtype too.
+  const WeightFormat side_format =
+      quantized || (!precision.module_map.empty() && precision.name.empty())
+          ? file_format
+          : linear;
+  // A module's format: its precision map rule's, else --precision's.
+  auto module_format = [&](const std::string& module) {
+    const std::string p = precision.module_map.Lookup(module);
+    return p.empty() ? linear : ResolveLinearFormat(p, dtype_name);
+  };
 
   uint64_t resident = 0;
   StoreFloat(emb, side_format, &m.embed, &m.embed_storage, &resident);
@@ -262,8 +283,8 @@ ModelWeights LoadWeights(const std::string& dir, const ModelConfig& cfg,
     auto lin = [&](const std::string& n, int64_t out, int64_t in, bool bias) {
       Linear x =
           bnb ? LoadPrequantizedLinear(s, p + n, out, in, bias, side_format)
-              : LoadLinear(s, p + n, out, in, bias, linear, precision,
-                           side_format, pool, &scratch);
+              : LoadLinear(s, p + n, out, in, bias, module_format(p + n),
+                           precision, side_format, pool, &scratch);
       m.weights_bytes += x.bytes;
       m.resident_bytes += x.resident_bytes + x.bias.size() * 4;
       return x;

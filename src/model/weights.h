@@ -11,6 +11,7 @@
 
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "model/precision_map.h"
 #include "quant/formats.h"
 #include "util/thread_pool.h"
 
@@ -23,6 +24,10 @@ struct PrecisionSpec {
   QuantParams quant;
   std::vector<std::string> skip_modules;  // like llm_int8_skip_modules
   float llm_int8_threshold = 6.0f;
+  // Per-module overrides (model/precision_map.h): a Linear a rule matches is
+  // stored in that rule's precision, the others in `name`'s. skip_modules
+  // still wins over both.
+  PrecisionMap module_map;
 };
 
 // A Linear layer: W [out, in] in its storage format plus optional f32 bias.
@@ -53,7 +58,7 @@ struct ModelWeights {
   Linear lm_head;                 // [vocab, hidden]; shares embed when tied
   // Resolved storage format of the decoder's Linear layers.
   WeightFormat linear_format = WeightFormat::kF32;
-  std::string precision;  // resolved name, e.g. "nf4"
+  std::string precision;  // resolved name, e.g. "nf4"; "mixed" with a map
   bool llm_int8 = false;
   float llm_int8_threshold = 6.0f;
   uint64_t weights_bytes = 0;   // every weight the model uses, exact
