@@ -18,6 +18,13 @@ int RunSynth(int argc, char** argv) {
   app.add_option("--seed", o.seed, "random seed")->default_val(0);
   app.add_option("--std", o.init_std, "standard deviation of matrix weights")
       ->default_val(0.02);
+  app.add_option("--outlier-block", o.outlier_block,
+                 "give this decoder block's Linear weights outlier input "
+                 "columns (-1 = none)")
+      ->default_val(-1);
+  app.add_option("--outlier-scale", o.outlier_scale,
+                 "factor of the outlier columns")
+      ->default_val(20.0);
   if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
   const int64_t params = WriteSyntheticCheckpoint(o);
   std::fprintf(stderr, "bioquant synth: wrote %s (%s, %lld parameters, %s)\n",

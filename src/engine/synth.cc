@@ -267,6 +267,12 @@ int64_t WriteSyntheticCheckpoint(const SynthOptions& o) {
     Fail("--dtype: '{}' is not one of bf16, f16, f32", o.dtype);
   }
   if (o.out_dir.empty()) Fail("--out: an output directory is required");
+  if (o.outlier_block < -1 || o.outlier_block >= p.layers) {
+    Fail("--outlier-block: {} is not a block of {} (0..{})", o.outlier_block,
+         p.name, p.layers - 1);
+  }
+  const std::string outlier_prefix =
+      fmt::format("model.layers.{}.", o.outlier_block);
   ::mkdir(o.out_dir.c_str(), 0755);
   if (!IsDirectory(o.out_dir)) Fail("{}: cannot create directory", o.out_dir);
 
@@ -347,6 +353,16 @@ int64_t WriteSyntheticCheckpoint(const SynthOptions& o) {
       for (int64_t d : t->shape) n *= d;
       f.resize(n);
       FillNormal(f, t->name, o.seed, t->mean, t->std);
+      if (o.outlier_block >= 0 && t->shape.size() == 2 &&
+          t->name.rfind(outlier_prefix, 0) == 0) {
+        // About one weight in 64, scattered (a hash of the position): most
+        // 4-bit blocks of the block's matrices hold one.
+        const uint64_t salt = HashName(t->name, o.seed ^ 0x5bd1e995ull);
+        for (size_t i = 0; i < n; ++i) {
+          SplitMix h{salt + i * 0x9e3779b97f4a7c15ull};
+          if (h.Next() % 64 == 0) f[i] *= static_cast<float>(o.outlier_scale);
+        }
+      }
       if (dtype == DType::kF32) {
         w.Append(t->name, f.data(), n * 4);
         continue;
@@ -388,6 +404,10 @@ int64_t WriteSyntheticCheckpoint(const SynthOptions& o) {
         {"seed", o.seed},
         {"note",
          "random weights written by `bioquant synth`; outputs mean nothing"}}}};
+  if (o.outlier_block >= 0) {
+    cfg["bioquant_synthetic"]["outlier_block"] = o.outlier_block;
+    cfg["bioquant_synthetic"]["outlier_scale"] = o.outlier_scale;
+  }
   if (p.llama3_rope) {
     cfg["rope_scaling"] = {{"rope_type", "llama3"},
                            {"factor", 8.0},

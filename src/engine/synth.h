@@ -18,6 +18,13 @@ struct SynthOptions {
   uint64_t seed = 0;
   double init_std = 0.02;             // N(0, std) for matrices
   uint64_t shard_bytes = 4ull << 30;  // shard above this size
+  // One decoder block whose seven Linear weights get deliberate outliers
+  // (-1 = none): the input columns c with c % stride == 13 % stride,
+  // stride = min(128, in_features / 2), are scaled by outlier_scale — the
+  // outlier features LLM.int8 describes, in every 4-bit block of a row.
+  // `bioquant analyze` must rank this block first.
+  int64_t outlier_block = -1;
+  double outlier_scale = 20.0;
 };
 
 std::vector<std::string> SynthPresets();

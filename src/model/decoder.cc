@@ -112,6 +112,7 @@ void Decoder::EnsureScratch(int64_t n) {
 
 void Decoder::Linear(const bioquant::Linear& l, const float* x,
                      std::span<const SeqSlice> seqs, int64_t n, float* y) {
+  if (linear_hook_) linear_hook_(l, x, n);
   if (w_.llm_int8 && l.w.format == WeightFormat::kInt8Row) {
     // bnb picks outlier columns over all rows it is given, so each sequence
     // is quantized on its own: its rows get the bits they get alone.

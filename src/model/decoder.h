@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -77,6 +78,12 @@ class Decoder {
   void Forward(const int32_t* tokens, int64_t n, KVCache& cache, float* logits,
                bool all_logits);
 
+  // Called with every Linear's input rows before it runs (x: [n, l.w.cols]
+  // f32): how `bioquant analyze` sees activations. Empty = none.
+  using LinearHook =
+      std::function<void(const bioquant::Linear& l, const float* x, int64_t n)>;
+  void SetLinearHook(LinearHook hook) { linear_hook_ = std::move(hook); }
+
   KVCache NewCache() const;
   // Bytes of the scratch buffers currently allocated.
   uint64_t ScratchBytes() const;
@@ -113,6 +120,7 @@ class Decoder {
   };
   std::vector<AttnJob> attn_jobs_;
   std::vector<RowInfo> rows_;  // [n] of the current call
+  LinearHook linear_hook_;
 };
 
 }  // namespace bioquant
