@@ -293,7 +293,12 @@ int RunEvalCommand(int argc, char** argv) {
     return 130;
   }
   auto store = RunStore::OpenForRead(o.out_dir);
-  const nlohmann::json scores = ScoreRun(*store, o.seed, resamples);
+  StudyOptions so;
+  so.seed = o.seed;
+  so.resamples = resamples;
+  if (!remote || !o.data_dir.empty()) so.data_dir = o.data_dir;
+  for (const auto& t : o.tasks) so.splits[t] = o.split;
+  const nlohmann::json scores = ScoreRun(*store, so);
   WriteFile(o.out_dir + "/scores.json", scores.dump(2) + "\n");
   WriteSummary(scores, o.out_dir + "/summary.json");
   std::fprintf(stderr,

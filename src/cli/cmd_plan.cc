@@ -2,6 +2,7 @@
 // precision to deploy (the model lives in study/planner.h).
 #include <cstdio>
 
+#include "analysis/mixed_plan.h"
 #include "cli/cli_util.h"
 #include "cli/command.h"
 #include "study/planner.h"
@@ -11,12 +12,15 @@ namespace {
 
 int RunPlan(int argc, char** argv) {
   CLI::App app("Predict memory per precision and recommend one", "plan");
-  std::string model, memory, device = "cpu", run, precisions;
+  std::string model, memory, device = "cpu", run, precisions, analysis;
   PlanOptions o;
   bool json = false, no_double_quant = false;
   int blocksize = 64;
-  app.add_option("--model", model, "checkpoint directory or config.json")
-      ->required();
+  app.add_option("--model", model, "checkpoint directory or config.json");
+  app.add_option("--analysis", analysis,
+                 "an `analyze --json` result with sensitivity: propose the "
+                 "mixed precision with the least predicted KL that fits "
+                 "--memory (weights)");
   app.add_option(
          "--memory", memory,
          "memory budget: 40GiB, 40GB (10^9), 40G (= GiB), 512MiB, bytes")
@@ -43,6 +47,23 @@ int RunPlan(int argc, char** argv) {
   app.add_flag("--json", json, "print one JSON object");
   if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
 
+  if (!analysis.empty()) {
+    if (!model.empty() || !run.empty()) {
+      Fail("--analysis plans from the analysis alone; drop --model/--run");
+    }
+    const MixedPlan mp = PlanMixedPrecision(
+        LoadAnalysis(analysis), ParseMemorySize(memory, "--memory"));
+    if (json) {
+      std::printf("%s\n", mp.ToJson()
+                              .dump(-1, ' ', false,
+                                    nlohmann::json::error_handler_t::replace)
+                              .c_str());
+    } else {
+      std::printf("%s", mp.ToText().c_str());
+    }
+    return 0;
+  }
+  if (model.empty()) Fail("--model is required (or --analysis)");
   o.device = ParsePlanDevice(device);
   o.memory_bytes = ParseMemorySize(memory, "--memory");
   o.quant.blocksize = blocksize;

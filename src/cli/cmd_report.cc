@@ -13,6 +13,31 @@
 namespace bioquant::cli {
 namespace {
 
+// The run's task data and splits from RUN/manifest.json (eval records them);
+// an explicit --data-dir wins. A missing or older manifest leaves them.
+void ReadRunDataDir(const std::string& run, StudyOptions* opts) {
+  const std::string path = run + "/manifest.json";
+  if (!FileExists(path)) return;
+  nlohmann::json m;
+  try {
+    m = nlohmann::json::parse(ReadFile(path));
+  } catch (const nlohmann::json::exception&) {
+    Fail("{}: not valid JSON", path);
+  }
+  if (!m.is_object() || !m.contains("run") || !m["run"].is_object()) return;
+  const auto& r = m["run"];
+  if (opts->data_dir.empty() && r.contains("data_dir") &&
+      r["data_dir"].is_string()) {
+    opts->data_dir = r["data_dir"];
+    if (!IsDirectory(opts->data_dir)) opts->data_dir.clear();
+  }
+  if (r.contains("split_per_task") && r["split_per_task"].is_object()) {
+    for (const auto& [t, sp] : r["split_per_task"].items()) {
+      if (sp.is_string()) opts->splits[t] = sp.get<std::string>();
+    }
+  }
+}
+
 int RunReport(int argc, char** argv) {
   CLI::App app{"Tables and figures from a run store", "report"};
   std::string run, format = "md", out;
@@ -28,12 +53,16 @@ int RunReport(int argc, char** argv) {
                  "bootstrap resamples (0: no intervals)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--data-dir", opts.data_dir,
+                 "task data for the rare-concept breakdown (default: the "
+                 "run's --data-dir from RUN/manifest.json)");
   app.add_flag(
       "--json", json,
       "print one JSON object {report, format, summary} instead of the table");
   if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
 
   const ReportFormat f = ReportFormatFromName(format);
+  ReadRunDataDir(run, &opts);
   const auto store = RunStore::OpenForRead(run);
   const nlohmann::json scores = ScoreRun(*store, opts);
   if (scores["cells"].empty())

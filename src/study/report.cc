@@ -341,6 +341,11 @@ std::string RenderMarkdown(const nlohmann::json& s) {
         c["tokens_in"]["mean"].get<double>(),
         c["tokens_out"]["mean"].get<double>());
   }
+  const auto tables = BreakdownTables(s);
+  if (!tables.empty()) {
+    md += "\n## Hallucination, rare concepts, answer flips\n\n";
+    for (const auto& t : tables) md += TableMarkdown(t);
+  }
   return md;
 }
 

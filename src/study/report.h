@@ -76,6 +76,18 @@ std::string MemoryText(const nlohmann::json& scores,
 std::string PredictedMemoryNote(const nlohmann::json& scores);
 // A summary entry's bytes (SummaryFromScores), or "not measured".
 std::string SummaryBytes(const nlohmann::json& entry, const char* field);
+
+// The breakdown tables (report_breakdowns.cc): NER hallucination, rare
+// concepts, a sample of answer flips; tables with no rows are left out.
+struct Table {
+  std::string title;
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+  std::string note;
+};
+std::vector<Table> BreakdownTables(const nlohmann::json& scores);
+std::string TableMarkdown(const Table& t);
+std::string TableHtml(const Table& t);
 }  // namespace report
 
 }  // namespace bioquant

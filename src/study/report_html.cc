@@ -510,6 +510,11 @@ std::string RenderHtml(const nlohmann::json& s) {
     h += Figure(StrategyFigure(s),
                 "Mean main metric per strategy and precision.");
   }
+  const auto tables = BreakdownTables(s);
+  if (!tables.empty()) {
+    h += "<h2>Hallucination, rare concepts, answer flips</h2>\n";
+    for (const auto& t : tables) h += TableHtml(t);
+  }
   h += "<h2>All cells</h2>\n" + CellTable(s);
   h += "</main></body></html>\n";
   return h;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 
 #include "study/store.h"
@@ -73,9 +74,14 @@ void WriteManifest(const EvalOptions& o, const BackendSet& backends,
                    const std::string& fingerprint, const nlohmann::json& config,
                    const std::map<std::string, std::string>& task_split) {
   const nlohmann::json b = backends.Manifest();
-  nlohmann::json run = {{"precisions", o.precisions},   {"tasks", o.tasks},
-                        {"strategies", o.strategies},   {"limit", o.limit},
-                        {"split_per_task", task_split}, {"batch", o.batch}};
+  nlohmann::json run = {
+      {"precisions", o.precisions},
+      {"tasks", o.tasks},
+      {"strategies", o.strategies},
+      {"limit", o.limit},
+      {"split_per_task", task_split},
+      {"batch", o.batch},
+      {"data_dir", std::filesystem::absolute(o.data_dir).string()}};
   if (b.contains("run")) run.update(b["run"]);
   nlohmann::json m = {{"tool", "bioquant"},
                       {"version", Version()},

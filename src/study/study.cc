@@ -7,6 +7,7 @@
 #include <optional>
 #include <tuple>
 
+#include "study/breakdowns.h"
 #include "tasks/metrics.h"
 #include "tasks/ner_align.h"
 #include "tasks/parse.h"
@@ -272,8 +273,97 @@ nlohmann::json CellJson(const Cell& c, const MetricSet& set,
   return j;
 }
 
-nlohmann::json Compare(const Cell& ref, const Cell& x,
-                       const StudyOptions& opts) {
+// What the breakdowns need from the task data, per task.
+struct TaskData {
+  bool have_train = false;
+  std::map<std::string, int64_t> train_counts;  // concept / pair -> count
+  std::map<std::string, std::string> pair_of;   // RE: example id -> pair
+  std::string why;                              // when !have_train
+};
+
+NerScored ToNer(const Outcome& o) {
+  NerScored n;
+  n.id = o.example_id;
+  n.tokens = o.gold["tokens"].get<std::vector<std::string>>();
+  n.gold_tags = o.gold["tags"].get<std::vector<std::string>>();
+  n.pred_tags = o.pred_tags;
+  if (o.answer.ok) n.mentions = o.answer.labels;
+  return n;
+}
+
+ReScored ToRe(const Outcome& o, const TaskData& d) {
+  ReScored r;
+  r.id = o.example_id;
+  auto it = d.pair_of.find(o.example_id);
+  if (it != d.pair_of.end()) r.pair = it->second;
+  r.gold = GoldLabels(o.gold, "gold")[0];
+  if (o.answer.ok && !o.answer.labels.empty()) r.pred = o.answer.labels[0];
+  return r;
+}
+
+nlohmann::json Unavailable(const std::string& why) {
+  return {{"available", false}, {"reason", why}};
+}
+
+BootstrapOptions Boot(const StudyOptions& opts) {
+  BootstrapOptions b;
+  b.seed = opts.seed;
+  b.resamples = opts.resamples;
+  return b;
+}
+
+// Hallucination and rare-concept breakdowns of one cell.
+void CellBreakdowns(const Cell& c, const TaskData* d, const StudyOptions& opts,
+                    nlohmann::json& j) {
+  const TaskType t = c.info->type;
+  if (t == TaskType::kNer) {
+    std::vector<NerScored> v;
+    for (const auto& o : c.outcomes) v.push_back(ToNer(o));
+    j["hallucination"] = Hallucination(v, Boot(opts));
+    j["rare_concepts"] = d && d->have_train
+                             ? NerRarity(v, d->train_counts, Boot(opts))
+                             : Unavailable(d ? d->why : "no task data");
+  } else if (t == TaskType::kRelation) {
+    if (d && d->have_train) {
+      std::vector<ReScored> v;
+      for (const auto& o : c.outcomes) v.push_back(ToRe(o, *d));
+      j["rare_concepts"] = ReRarity(v, d->train_counts, c.info->labels,
+                                    c.info->negative_label, Boot(opts));
+    } else {
+      j["rare_concepts"] = Unavailable(d ? d->why : "no task data");
+    }
+  }
+}
+
+// The gold of an example as the flips list shows it: NER entity texts,
+// else the labels.
+nlohmann::json GoldForFlips(const Outcome& o, TaskType t) {
+  if (t == TaskType::kNer) {
+    std::vector<std::string> out;
+    const auto tokens = o.gold["tokens"].get<std::vector<std::string>>();
+    for (const auto& s :
+         ExtractEntities(o.gold["tags"].get<std::vector<std::string>>())) {
+      std::string text;
+      for (size_t k = s.begin; k < s.end; ++k)
+        text += (k > s.begin ? " " : "") + tokens[k];
+      out.push_back(text);
+    }
+    return out;
+  }
+  return GoldLabels(o.gold, "gold");
+}
+
+// An answer as the flips list shows it: NER mentions, else the canonical
+// form; "" when unparsed.
+std::string AnswerForFlips(const Outcome& o, TaskType t) {
+  if (!o.answer.ok) return "";
+  if (t == TaskType::kNer) return Join(o.answer.labels, "; ");
+  if (t == TaskType::kMultiLabel) return o.canonical.substr(4);  // "set:"
+  return o.canonical;
+}
+
+nlohmann::json Compare(const Cell& ref, const Cell& x, const StudyOptions& opts,
+                       const TaskData* data) {
   std::map<std::string, const Outcome*> by_id;
   for (const auto& o : ref.outcomes) by_id[o.example_id] = &o;
   std::vector<const Outcome*> ra, xa;
@@ -358,6 +448,43 @@ nlohmann::json Compare(const Cell& ref, const Cell& x,
   j["flip_rate"] = FlipRate(pa, px);
   j["unparsed_rate_reference"] = double(ua) / ra.size();
   j["unparsed_rate"] = double(ux) / ra.size();
+  const TaskType type = x.info->type;
+  j["flips"] = nlohmann::json::array();
+  size_t flips = 0;
+  for (size_t i = 0; i < ra.size(); ++i) {
+    if (pa[i] == px[i]) continue;
+    if (flips++ >= opts.max_flips) continue;
+    j["flips"].push_back({{"id", xa[i]->example_id},
+                          {"reference_answer", AnswerForFlips(*ra[i], type)},
+                          {"answer", AnswerForFlips(*xa[i], type)},
+                          {"gold", GoldForFlips(*xa[i], type)}});
+  }
+  j["flips_total"] = flips;
+  if (type == TaskType::kNer) {
+    std::vector<NerScored> nr, nx;
+    for (size_t i = 0; i < ra.size(); ++i) {
+      nr.push_back(ToNer(*ra[i]));
+      nx.push_back(ToNer(*xa[i]));
+    }
+    j["hallucination"] = PairedHallucination(nr, nx, Boot(opts));
+    j["rare_concepts"] =
+        data && data->have_train
+            ? PairedNerRarity(nr, nx, data->train_counts, Boot(opts))
+            : Unavailable(data ? data->why : "no task data");
+  } else if (type == TaskType::kRelation) {
+    if (data && data->have_train) {
+      std::vector<ReScored> rr, rx;
+      for (size_t i = 0; i < ra.size(); ++i) {
+        rr.push_back(ToRe(*ra[i], *data));
+        rx.push_back(ToRe(*xa[i], *data));
+      }
+      j["rare_concepts"] =
+          PairedReRarity(rr, rx, data->train_counts, x.info->labels,
+                         x.info->negative_label, Boot(opts));
+    } else {
+      j["rare_concepts"] = Unavailable(data ? data->why : "no task data");
+    }
+  }
   return j;
 }
 
@@ -468,12 +595,53 @@ nlohmann::json ScoreRun(const RunStore& store, const StudyOptions& opts) {
             ordered.push_back(&c);
   out["cells"] = nlohmann::json::array();
   out["comparisons"] = nlohmann::json::array();
+  // Task data for the breakdowns: train-split counts, RE sentences.
+  std::map<std::string, TaskData> data;
+  for (const auto& t : tasks) {
+    const TaskInfo& info = FindTask(t);
+    if (info.type != TaskType::kNer && info.type != TaskType::kRelation)
+      continue;
+    TaskData& d = data[t];
+    if (opts.data_dir.empty()) {
+      d.why = "no task data (report --data-dir)";
+      continue;
+    }
+    const auto splits = AvailableSplits(opts.data_dir, t);
+    if (std::find(splits.begin(), splits.end(), "train") == splits.end()) {
+      d.why = fmt::format("{} has no train split for {}", opts.data_dir, t);
+      continue;
+    }
+    d.have_train = true;
+    for (const Example& e : LoadSplit(opts.data_dir, t, "train")) {
+      if (info.type == TaskType::kNer) {
+        for (const auto& k : GoldEntityKeys(e.tokens, e.tags))
+          d.train_counts[k]++;
+      } else {
+        const std::string k = RePairKey(e.text);
+        if (!k.empty()) d.train_counts[k]++;
+      }
+    }
+    if (info.type == TaskType::kRelation) {
+      auto sp = opts.splits.find(t);
+      const std::string split = sp != opts.splits.end() ? sp->second : "test";
+      if (std::find(splits.begin(), splits.end(), split) != splits.end()) {
+        for (const Example& e : LoadSplit(opts.data_dir, t, split))
+          d.pair_of[e.id] = RePairKey(e.text);
+      }
+    }
+  }
+  auto data_of = [&](const std::string& t) -> const TaskData* {
+    auto it = data.find(t);
+    return it == data.end() ? nullptr : &it->second;
+  };
   for (const Cell* c : ordered) {
     const MetricSet set = BuildMetrics(*c->info, AllOutcomes(*c));
     std::optional<MeasurementRow> m;
     auto it = meas.find(c->precision + "\t" + c->task + "\t" + c->strategy);
     if (it != meas.end()) m = it->second;
-    out["cells"].push_back(CellJson(*c, set, opts, m));
+    nlohmann::json cj = CellJson(*c, set, opts, m);
+    CellBreakdowns(*c, data_of(c->task), opts, cj);
+    out["cells"].push_back(std::move(cj));
   }
   if (!precisions.empty()) {
     for (const Cell* c : ordered) {
@@ -481,7 +649,8 @@ nlohmann::json ScoreRun(const RunStore& store, const StudyOptions& opts) {
       auto ref =
           cells.find({precisions.front(), c->task, c->strategy, c->templ});
       if (ref == cells.end()) continue;
-      out["comparisons"].push_back(Compare(ref->second, *c, opts));
+      out["comparisons"].push_back(
+          Compare(ref->second, *c, opts, data_of(c->task)));
     }
   }
   out["summary"] = SummaryFromScores(out);

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -40,6 +41,13 @@ struct StudyOptions {
   uint64_t seed = 1;
   int resamples = 1000;  // 0: point estimates only (CIs equal the point)
   double max_relative_drop = 0.05;
+  // Task data (the run's --data-dir): the train split gives the rarity
+  // buckets (study/breakdowns.h), the scored split the RE sentences. ""
+  // leaves the rare-concept breakdown out ("available": false).
+  std::string data_dir;
+  std::map<std::string, std::string> splits;  // task -> split ("test")
+  // Answer flips listed per comparison in the JSON (all of them: 0 = none).
+  size_t max_flips = SIZE_MAX;
 };
 
 // The scored run:
@@ -59,7 +67,12 @@ struct StudyOptions {
 //     delta_ci_high, relative_drop, relative_drop_ci_low,
 //     relative_drop_ci_high, criterion, mcnemar: {only_reference,
 //     only_precision, p_value}, flip_rate, unparsed_rate_reference,
-//     unparsed_rate}],
+//     unparsed_rate,
+//     flips: [{id, reference_answer, answer, gold}] (examples whose
+//       canonical prediction changed; "" = unparsed),
+//     hallucination (NER) and rare_concepts (NER, RE): paired breakdowns of
+//       study/breakdowns.h}],
+//  cells also carry "hallucination" (NER) and "rare_concepts" (NER, RE),
 //  "summary": the object WriteSummary writes}
 // Throws Error naming the store when a row names an unknown task or holds an
 // unreadable gold.
