@@ -69,6 +69,13 @@ PrecisionMap MakeMap(const std::vector<MixedPlan::Choice>& choices,
   return m;
 }
 
+// A non-negative integer (parsed JSON holds these as unsigned; literals in
+// code as signed).
+bool IsByteCount(const nlohmann::json& j) {
+  return j.is_number_unsigned() ||
+         (j.is_number_integer() && j.get<int64_t>() >= 0);
+}
+
 }  // namespace
 
 void CheckAnalysis(const nlohmann::json& a, const std::string& what) {
@@ -83,7 +90,7 @@ void CheckAnalysis(const nlohmann::json& a, const std::string& what) {
     bad("\"precisions\" is missing or empty");
   for (const auto& p : a["precisions"])
     if (!p.is_string()) bad("\"precisions\" holds a non-string");
-  if (!a.contains("fixed_bytes") || !a["fixed_bytes"].is_number_unsigned())
+  if (!a.contains("fixed_bytes") || !IsByteCount(a["fixed_bytes"]))
     bad("\"fixed_bytes\" is missing or not a byte count");
   if (!a.contains("sensitivity") || !a["sensitivity"].is_object() ||
       !a["sensitivity"].contains("parts") ||
@@ -107,7 +114,7 @@ void CheckAnalysis(const nlohmann::json& a, const std::string& what) {
     std::vector<std::string> names = {ref};
     for (const auto& q : a["precisions"]) names.push_back(q);
     for (const auto& n : names) {
-      if (!p["bytes"].contains(n) || !p["bytes"][n].is_number_unsigned())
+      if (!p["bytes"].contains(n) || !IsByteCount(p["bytes"][n]))
         bad(fmt::format("{}.bytes.{} is missing or not a byte count", at, n));
     }
     for (const auto& q : a["precisions"]) {
@@ -147,9 +154,9 @@ MixedPlan PlanMixedPrecision(const nlohmann::json& a, uint64_t budget) {
   for (const auto& p : a["precisions"]) options.push_back(p);
   const auto& parts = a["sensitivity"]["parts"];
   const size_t np = parts.size(), no = options.size();
-  const uint64_t fixed = a["fixed_bytes"];
+  const uint64_t fixed = a["fixed_bytes"].get<uint64_t>();
   auto bytes = [&](size_t i, size_t k) -> uint64_t {
-    return parts[i]["bytes"][options[k]];
+    return parts[i]["bytes"][options[k]].get<uint64_t>();
   };
   auto kl = [&](size_t i, size_t k) -> double {
     return k == 0 ? 0.0 : parts[i]["kl"][options[k]].get<double>();

@@ -20,7 +20,9 @@ int RunQuantize(int argc, char** argv) {
       ->default_val("5GB");
   app.add_flag("--json", json, "print a JSON summary on stdout");
   if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
-  if (mf.precision.empty()) Fail("--precision is required (nf4, fp4, int8)");
+  if (mf.precision.empty() && mf.precision_map.empty()) {
+    Fail("--precision is required (nf4, fp4, int8)");
+  }
 
   QuantizeOptions o;
   const EngineOptions eo = mf.ToOptions();
@@ -34,7 +36,7 @@ int RunQuantize(int argc, char** argv) {
     nlohmann::json j;
     j["model"] = o.model_dir;
     j["out"] = out;
-    j["precision"] = o.precision.name;
+    j["precision"] = s.precision;
     j["blocksize"] = o.precision.quant.blocksize;
     j["double_quant"] = o.precision.quant.double_quant;
     j["quantized_modules"] = s.quantized_modules;
@@ -48,7 +50,7 @@ int RunQuantize(int argc, char** argv) {
     std::fprintf(stderr,
                  "bioquant quantize: wrote %s (%s, %lld modules quantized, "
                  "%zu shard(s), %.1f MB)\n",
-                 out.c_str(), o.precision.name.c_str(),
+                 out.c_str(), s.precision.c_str(),
                  static_cast<long long>(s.quantized_modules), s.shards.size(),
                  s.total_bytes / 1e6);
   }

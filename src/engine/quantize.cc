@@ -289,6 +289,7 @@ QuantizeSummary QuantizeCheckpoint(const QuantizeOptions& o) {
                                    "mlp.gate_proj",    "mlp.up_proj",
                                    "mlp.down_proj"};
   QuantizeSummary sum;
+  sum.precision = p.name;
   std::set<std::string> quantize;  // module prefixes
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     for (const char* lin : kLinears) {

@@ -38,6 +38,7 @@ struct QuantizeOptions {
 };
 
 struct QuantizeSummary {
+  std::string precision;            // written (a precision map's, if given)
   int64_t quantized_modules = 0;    // Linear layers written bnb-quantized
   int64_t skipped_modules = 0;      // decoder Linear layers kept in float
   int64_t tensors = 0;              // tensors written, all shards
