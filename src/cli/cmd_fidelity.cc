@@ -36,7 +36,9 @@ int RunFidelity(int argc, char** argv) {
   if (text_file.empty() && !app.count("--prompt")) {
     Fail("one of --text-file or --prompt is required");
   }
-  if (mf.precision.empty()) Fail("--precision is required");
+  if (mf.precision.empty() && mf.precision_map.empty()) {
+    Fail("--precision (or --precision-map) is required");
+  }
   if (o.ctx < 0) Fail("--ctx must be >= 0");
   o.model = mf.ToOptions();
   const std::string text = text_file.empty() ? prompt : ReadFile(text_file);

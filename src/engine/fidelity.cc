@@ -97,6 +97,7 @@ FidelityResult MeasureFidelityIds(const FidelityOptions& o,
 
   EngineOptions ref_opts = o.model;
   ref_opts.precision.name = o.reference;
+  ref_opts.precision.module_map = {};  // the map is the precision under test
   FidelityResult r;
 
   // Reference pass: keep the logit rows of the scored positions.
