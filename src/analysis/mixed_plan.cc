@@ -9,6 +9,7 @@
 #include "study/report.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 
 namespace bioquant {
 namespace {
@@ -132,13 +133,9 @@ nlohmann::json LoadAnalysis(const std::string& path) {
   if (!FileExists(path)) Fail("--analysis {}: file not found", path);
   nlohmann::json a;
   try {
-    a = nlohmann::json::parse(ReadFile(path));
+    a = ParseJson(ReadFile(path));
   } catch (const nlohmann::json::exception& e) {
-    // nlohmann's message holds the byte offset; keep it on one line.
-    std::string msg = e.what();
-    for (char& c : msg)
-      if (c == '\n') c = ' ';
-    Fail("{}: not valid JSON ({})", path, msg);
+    Fail("{}: not valid JSON ({})", path, JsonErrorReason(e));
   }
   CheckAnalysis(a, path);
   return a;

@@ -9,6 +9,7 @@
 #include "study/store.h"
 #include "study/study.h"
 #include "util/file.h"
+#include "util/json.h"
 
 namespace bioquant::cli {
 namespace {
@@ -20,7 +21,7 @@ void ReadRunDataDir(const std::string& run, StudyOptions* opts) {
   if (!FileExists(path)) return;
   nlohmann::json m;
   try {
-    m = nlohmann::json::parse(ReadFile(path));
+    m = ParseJson(ReadFile(path));
   } catch (const nlohmann::json::exception&) {
     Fail("{}: not valid JSON", path);
   }
