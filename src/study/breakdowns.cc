@@ -215,8 +215,8 @@ nlohmann::json Hallucination(const std::vector<NerScored>& ex,
   double lo = 0, hi = 0;
   const StatFn f = Ratio(h, m, 100.0);
   Interval(f, ex.size(), b, &lo, &hi);
-  return {{"mentions", ms},
-          {"hallucinated", hs},
+  return {{"mentions", static_cast<int64_t>(ms)},
+          {"hallucinated", static_cast<int64_t>(hs)},
           {"per_100_mentions", NumOrNull(f(nullptr))},
           {"ci_low", NumOrNull(lo)},
           {"ci_high", NumOrNull(hi)},
@@ -236,7 +236,7 @@ nlohmann::json NerRarity(const std::vector<NerScored>& ex,
     const StatFn s = Ratio(f, g, 1.0);
     double lo = 0, hi = 0;
     Interval(s, ex.size(), b, &lo, &hi);
-    j["buckets"][kRarityBuckets[k]] = {{"gold", gs},
+    j["buckets"][kRarityBuckets[k]] = {{"gold", static_cast<int64_t>(gs)},
                                        {"value", NumOrNull(s(nullptr))},
                                        {"ci_low", NumOrNull(lo)},
                                        {"ci_high", NumOrNull(hi)}};
@@ -318,7 +318,7 @@ nlohmann::json PairedNerRarity(
         Paired(Ratio(fr, gr, 1.0), Ratio(fx, gx, 1.0), ref.size(), b);
     double g = 0;
     for (double v : gr) g += v;
-    p["gold"] = g;
+    p["gold"] = static_cast<int64_t>(g);
     j["buckets"][kRarityBuckets[k]] = p;
   }
   return j;

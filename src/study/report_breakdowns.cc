@@ -114,7 +114,8 @@ std::vector<Table> BreakdownTables(const nlohmann::json& s) {
           gold += (gold.empty() ? "" : "; ") + Str(g);
         f.rows.push_back({t, st, p, i == 0 ? count : "", Str(fl[i]["id"]),
                           Cut(Str(fl[i]["reference_answer"])),
-                          Cut(Str(fl[i]["answer"])), Cut(gold)});
+                          Cut(Str(fl[i]["answer"])),
+                          gold.empty() ? "(none)" : Cut(gold)});
       }
     }
   }
