@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -38,6 +39,10 @@ const std::string& ModelDir() {
 class TransformersBackendTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // The fake worker runs on Debian's python3 (scripts/setup.sh installs it).
+    if (std::system("python3 -c pass >/dev/null 2>&1") != 0) {
+      GTEST_SKIP() << "python3 is not installed (scripts/setup.sh)";
+    }
     state_ = testing::TempDir("fakeworker");
     setenv("FAKE_WORKER_STATE", state_.c_str(), 1);
     setenv("FAKE_WORKER_MODE", "ok", 1);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -65,6 +66,10 @@ std::vector<std::string> Args(const std::string& out) {
 class TransformersEvalCli : public ::testing::Test {
  protected:
   void SetUp() override {
+    // The fake worker runs on Debian's python3 (scripts/setup.sh installs it).
+    if (std::system("python3 -c pass >/dev/null 2>&1") != 0) {
+      GTEST_SKIP() << "python3 is not installed (scripts/setup.sh)";
+    }
     state_ = testing::TempDir("hfevalstate");
     setenv("FAKE_WORKER_STATE", state_.c_str(), 1);
     setenv("FAKE_WORKER_MODE", "ok", 1);
