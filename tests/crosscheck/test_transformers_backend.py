@@ -6,16 +6,19 @@ by row (raw completion and generated token count).
 
 Limits (what the other cross-checks established for one forward):
   f32   identical completions (logits within 1e-4, test_logits.py).
+  bf16 weights  transformers at f32 (torch_dtype float32 widens bf16 exactly)
+        vs bioquant's bf16 (bf16 weights, f32 compute): identical.
   nf4   identical completions with --compute-dtype f32: bitsandbytes' CPU
         4-bit matmul dequantizes to the compute dtype, as bioquant does
         (logits within 1e-4, test_interop.py).
-  bf16  transformers computes in bf16, bioquant in f32 on the same bf16
-        weights (logits within BF16_COMPUTE_BOUND of test_logits.py, 2.5%
-        of the largest logit): identical completions on these short greedy
-        runs; see MIN_AGREEMENT for the share that must agree.
   llm-int8  load_in_8bit (LLM.int8) vs bioquant's llm-int8: logits within
-        5% of the largest (test_interop.py) — int8 activations are rounded
-        differently — so at least MIN_AGREEMENT of the completions agree.
+        5% of the largest, same argmax everywhere (test_interop.py): at least
+        MIN_AGREEMENT of the completions identical.
+  bf16 compute (the paper's 16-bit setting): transformers computes in bf16,
+        bioquant in f32; logits differ by up to 0.8% of the largest
+        (test_logits.py), enough to flip the near-ties of a random synthetic
+        model's greedy choice: measured, reported in the summary, not
+        asserted beyond the prompt (tokens_in identical, as everywhere).
 The study is small (2 tasks x 2 examples, 24 tokens): the worker's start
 (importing torch) dominates.
 """
@@ -34,17 +37,18 @@ ARCHS = ["tiny", "qwen2-tiny", "mistral-tiny"]
 TASKS = "pubmedqa,hoc"
 LIMIT = 2
 TOKENS = 24
-# Share of rows whose completion must be identical where the arithmetic
-# differs (bf16 compute, LLM.int8): measured 1.0 on every architecture
-# (transformers 4.57.6, torch 2.15, bitsandbytes 0.50.2); a changed library
-# that flips a near-tie on one row of 4 still passes.
+# Share of LLM.int8 completions that must be identical (its int8 activations
+# are rounded differently): measured 1.0 (transformers 4.57.6, torch 2.15,
+# bitsandbytes 0.50.2); a changed library that flips a near-tie on one row of
+# 4 still passes.
 MIN_AGREEMENT = 0.75
 
 
 def rows(run: Path) -> dict:
     with sqlite3.connect(f"file:{run / 'store.sqlite'}?mode=ro", uri=True) as db:
-        return {(p, t, e): (out, n) for p, t, e, out, n in db.execute(
-            "SELECT precision, task, example_id, raw_output, tokens_out FROM generations")}
+        return {(p, t, e): (out, n, n_in) for p, t, e, out, n, n_in in db.execute(
+            "SELECT precision, task, example_id, raw_output, tokens_out, tokens_in "
+            "FROM generations")}
 
 
 def measurements(run: Path) -> dict:
@@ -67,11 +71,6 @@ def hf_study(model, out, precisions):
                  "--compute-dtype", "f32", "--device", "cpu")
 
 
-def agreement(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    return sum(a[k] == b[k] for k in a) / len(a)
-
-
 @pytest.mark.parametrize("arch", ARCHS)
 def test_same_completions_as_the_local_engine(arch, synth, tmp_path, summary):
     f32 = synth(arch, "f32", seed=7)
@@ -79,25 +78,33 @@ def test_same_completions_as_the_local_engine(arch, synth, tmp_path, summary):
     precisions = "f32,nf4,llm-int8"
     hf = rows(hf_study(f32, tmp_path / "hf", precisions))
     bq = rows(study(f32, tmp_path / "bq", precisions))
-    hf_b = rows(hf_study(bf16, tmp_path / "hf16", "bf16"))
+    hf_b = rows(hf_study(bf16, tmp_path / "hf16", "f32,bf16"))
     bq_b = rows(study(bf16, tmp_path / "bq16", "bf16"))
     assert len(hf) == 3 * 2 * LIMIT and hf.keys() == bq.keys()
 
-    def part(d, p):
-        return {k: v for k, v in d.items() if k[0] == p}
+    def part(d, p, as_p=None):
+        return {(as_p or k[0],) + k[1:]: v for k, v in d.items() if k[0] == p}
 
-    for p in ("f32", "nf4"):
-        got, want = part(hf, p), part(bq, p)
-        diff = {k: (got[k], want[k]) for k in got if got[k] != want[k]}
-        assert not diff, f"{arch} {p}: completions differ: {diff}"
-        summary.add(f"eval --backend transformers {p}: identical completions",
-                    len(got))
-    for p, got, want in (("bf16", hf_b, bq_b),
-                         ("llm-int8", part(hf, "llm-int8"), part(bq, "llm-int8"))):
-        share = agreement(got, want)
-        summary.add(f"eval --backend transformers {p}: completions agreeing",
-                    len(got), disagreeing=sum(got[k] != want[k] for k in got))
-        assert share >= MIN_AGREEMENT, f"{arch} {p}: {share:.2f} of completions agree"
+    # The prompt: the worker's apply_chat_template + tokenizer vs bioquant's.
+    for got, want in ((hf, bq), (part(hf_b, "bf16"), bq_b)):
+        assert {k: v[2] for k, v in got.items()} == {k: v[2] for k, v in want.items()}
+    failures = []
+    for name, got, want, exact in (
+            ("f32", part(hf, "f32"), part(bq, "f32"), True),
+            ("bf16 weights (f32 compute)", part(hf_b, "f32", "bf16"), bq_b, True),
+            ("nf4 (f32 compute)", part(hf, "nf4"), part(bq, "nf4"), True),
+            ("llm-int8", part(hf, "llm-int8"), part(bq, "llm-int8"), False),
+            ("bf16 compute", part(hf_b, "bf16"), bq_b, None)):
+        assert got.keys() == want.keys()
+        differ = [k for k in got if got[k][:2] != want[k][:2]]
+        summary.add(f"eval --backend transformers, {name}: completions", len(got),
+                    differing=len(differ))
+        share = 1 - len(differ) / len(got)
+        if exact and differ:
+            failures.append(f"{name}: {[(k, got[k], want[k]) for k in differ]}")
+        elif exact is False and share < MIN_AGREEMENT:
+            failures.append(f"{name}: {share:.2f} of completions agree")
+    assert not failures, f"{arch}: " + "; ".join(failures)
 
     # Memory as the worker measured it on the CPU: the worker's peak RSS
     # (torch alone is hundreds of MiB) and get_memory_footprint().
