@@ -38,9 +38,10 @@ TASKS = "pubmedqa,hoc"
 LIMIT = 2
 TOKENS = 24
 # Share of LLM.int8 completions that must be identical (its int8 activations
-# are rounded differently): measured 1.0 (transformers 4.57.6, torch 2.15,
-# bitsandbytes 0.50.2); a changed library that flips a near-tie on one row of
-# 4 still passes.
+# are rounded differently): measured 11 of 12 over the three architectures,
+# one architecture at 3 of 4 (transformers 4.57.6, torch 2.15, bitsandbytes
+# 0.50.2, 2 threads; greedy on the CPU is deterministic). bf16 compute: 8 of
+# 12 identical (not asserted, see above).
 MIN_AGREEMENT = 0.75
 
 
