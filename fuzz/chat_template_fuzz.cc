@@ -5,13 +5,14 @@
 
 #include "fuzz_target.h"
 #include "tokenizer/chat_template.h"
+#include "util/json.h"
 
 using namespace bioquant;
 
 BIOQUANT_FUZZ_TARGET(chat_template) {
   const auto parts = fuzz::SplitAtNul(data, size);
   const std::string tmpl(parts.first), msgs(parts.second);
-  auto messages = nlohmann::ordered_json::parse(msgs, nullptr, false);
+  auto messages = ParseJson<nlohmann::ordered_json>(msgs, false);
   if (messages.is_discarded() || !messages.is_array()) {
     messages = nlohmann::ordered_json::array(
         {{{"role", "system"}, {"content", "Be brief."}},

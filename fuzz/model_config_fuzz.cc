@@ -3,11 +3,13 @@
 
 #include "fuzz_target.h"
 #include "model/config.h"
+#include "util/json.h"
 
 using namespace bioquant;
 
 BIOQUANT_FUZZ_TARGET(model_config) {
-  const auto j = nlohmann::json::parse(data, data + size, nullptr, false);
+  const auto j = ParseJson(
+      std::string_view(reinterpret_cast<const char*>(data), size), false);
   if (j.is_discarded()) return 0;
   fuzz::Rejects([&] { (void)ParseModelConfig(j, "config.json"); });
   return 0;

@@ -73,9 +73,13 @@ inline const bool kPrivateWeightCache = [] {
   return true;
 }();
 
-inline RunResult RunBioquant(const std::vector<std::string>& args) {
+// `shell_prefix` runs first in the same shell, e.g. "ulimit -f 64; " to
+// make the disk look full to bioquant (RLIMIT_FSIZE; with SIGXFSZ ignored a
+// write past it fails with EFBIG, as on a full disk it fails with ENOSPC).
+inline RunResult RunBioquant(const std::vector<std::string>& args,
+                             const std::string& shell_prefix = "") {
   const std::string err_file = TempDir("stderr") + "/err.txt";
-  std::string cmd = ShellQuote(BIOQUANT_BINARY);
+  std::string cmd = shell_prefix + ShellQuote(BIOQUANT_BINARY);
   for (const auto& a : args) cmd += " " + ShellQuote(a);
   cmd += " 2>" + ShellQuote(err_file);
   RunResult r;

@@ -16,6 +16,7 @@
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 #include "util/sys.h"
 
 namespace bioquant {
@@ -129,7 +130,7 @@ struct Attempt {
 // The message of an OpenAI-style error body, or the body's start.
 std::string ServerMessage(const std::string& body) {
   try {
-    const auto j = nlohmann::json::parse(body);
+    const auto j = ParseJson(body);
     if (j.contains("error")) {
       const auto& e = j["error"];
       if (e.is_object() && e.contains("message") && e["message"].is_string())
@@ -365,7 +366,7 @@ class OpenAIBackend : public Backend {
           }
           nlohmann::json j;
           try {
-            j = nlohmann::json::parse(data);
+            j = ParseJson(data);
           } catch (const nlohmann::json::exception&) {
             bad_chunk = true;
             return;
@@ -425,7 +426,7 @@ class OpenAIBackend : public Backend {
     } else {
       nlohmann::json j;
       try {
-        j = nlohmann::json::parse(h.body);
+        j = ParseJson(h.body);
       } catch (const nlohmann::json::exception&) {
         a.retryable = true;
         a.error = "malformed JSON in the response";
@@ -533,7 +534,7 @@ class OpenAIBackendSet : public BackendSet {
     }
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(h.body);
+      j = ParseJson(h.body);
     } catch (const nlohmann::json::exception&) {
       Fail("--endpoints {}={}: GET {}: not JSON", ep.label, ep.url, url);
     }

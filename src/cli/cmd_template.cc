@@ -10,6 +10,7 @@
 #include "tokenizer/chat_template.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 
 namespace bioquant::cli {
 namespace {
@@ -18,9 +19,10 @@ namespace {
 nlohmann::ordered_json ReadOrderedJson(const std::string& path) {
   const std::string text = ReadFile(path);
   try {
-    return nlohmann::ordered_json::parse(text);
+    return ParseJson<nlohmann::ordered_json>(text);
   } catch (const nlohmann::json::parse_error& e) {
-    Fail("{}: malformed JSON at byte {}", path, e.byte);
+    Fail("{}: malformed JSON at byte {} ({})", path, e.byte,
+         JsonErrorReason(e));
   }
 }
 

@@ -12,6 +12,7 @@
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 
 namespace bioquant::cli {
 namespace {
@@ -64,7 +65,7 @@ int RunTokenize(int argc, char** argv) {
       if (line.empty()) continue;
       nlohmann::json j;
       try {
-        j = nlohmann::json::parse(line);
+        j = ParseJson(line);
       } catch (const nlohmann::json::exception& e) {
         Fail("--jsonl: {} line {}: {}", jsonl, line_no, e.what());
       }

@@ -5,6 +5,7 @@
 #include "io/safetensors.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 
 namespace bioquant {
 
@@ -30,7 +31,7 @@ ModelInfo ReadModelInfo(const std::string& path, const std::string& flag) {
   if (!IsDirectory(path)) {
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(ReadFile(path));
+      j = ParseJson(ReadFile(path));
     } catch (const nlohmann::json::exception& e) {
       Fail("{}: {} is not valid JSON ({})", flag, path, e.what());
     }

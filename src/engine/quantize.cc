@@ -68,7 +68,7 @@ bool IsSideFile(const std::string& name) {
 
 // Bytes WriteBnbTensors appends for a 4-bit module (shard accounting).
 uint64_t Bnb4bitBytes(const Quantized4bit& q) {
-  uint64_t n = q.packed.size() + 16 * 4 + QuantStateJson(q).size();
+  uint64_t n = q.PackedSize() + 16 * 4 + QuantStateJson(q).size();
   if (q.double_quant) {
     n += q.qabsmax.size() + q.nested_absmax.size() * 4 + 256 * 4;
   } else {

@@ -16,6 +16,7 @@
 #include "quant/bnb_checkpoint.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 #include "util/sys.h"
 
 namespace bioquant {
@@ -167,31 +168,55 @@ std::string CheckpointFingerprint(const std::string& model_dir) {
   return Hex64(h);
 }
 
+// What changes whenever a file's bytes change: size, mtime and ctime (the
+// kernel sets ctime to now on every write and no user call can set it).
+std::string StatStamp(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return "";
+  return fmt::format("{}|{}.{}|{}.{}|{}", st.st_size, st.st_mtim.tv_sec,
+                     st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec,
+                     st.st_ino);
+}
+
 std::string ValidateWeightCacheEntry(const std::string& dir, ThreadPool* pool) {
   const std::string mpath = dir + "/" + kManifest;
   if (!FileExists(mpath)) return "no manifest (partial entry)";
   nlohmann::json m;
   try {
-    m = nlohmann::json::parse(ReadFile(mpath));
+    m = ParseJson(ReadFile(mpath));
   } catch (const std::exception& e) {
     return fmt::format("unreadable manifest ({})", e.what());
   }
   if (m.value("version", 0) != kCacheVersion) return "other cache version";
-  const nlohmann::json& files = m["files"];
+  nlohmann::json& files = m["files"];
   if (!files.is_object() || files.empty()) return "manifest lists no files";
   std::vector<std::string> want;
   for (const auto& [name, _] : files.items()) want.push_back(name);
   std::sort(want.begin(), want.end());
   if (want != EntryFiles(dir)) return "files differ from the manifest";
-  for (const auto& [name, f] : files.items()) {
+  bool restamp = false;
+  for (auto& [name, f] : files.items()) {
     const std::string p = dir + "/" + name;
     std::error_code ec;
     const uint64_t size = fs::file_size(p, ec);
     if (ec || size != f.value("size", uint64_t{0})) {
       return fmt::format("{}: size differs from the manifest", name);
     }
+    // Unchanged since the hash was taken: no need to read it all again
+    // (hashing a 70B model's entry on every load would cost seconds).
+    const std::string stamp = StatStamp(p);
+    if (!stamp.empty() && stamp == f.value("stamp", std::string())) continue;
     if (Hex64(HashFile(p, pool)) != f.value("hash", std::string())) {
       return fmt::format("{}: content hash differs from the manifest", name);
+    }
+    f["stamp"] = stamp;  // e.g. copied elsewhere: same bytes, new stamp
+    restamp = true;
+  }
+  if (restamp) {
+    try {
+      WriteFileAtomic(mpath, m.dump(1) + "\n");
+    } catch (const Error&) {
+      // A read-only cache still works; it is hashed again next time.
     }
   }
   return "";
@@ -250,7 +275,8 @@ WeightCacheResult ResolveWeightCache(const std::string& cache_dir,
     for (const std::string& n : EntryFiles(tmp)) {
       const std::string p = tmp + "/" + n;
       m["files"][n] = {{"size", fs::file_size(p)},
-                       {"hash", Hex64(HashFile(p, pool))}};
+                       {"hash", Hex64(HashFile(p, pool))},
+                       {"stamp", StatStamp(p)}};
     }
     WriteFileAtomic(tmp + "/" + kManifest, m.dump(1) + "\n");
   } catch (...) {

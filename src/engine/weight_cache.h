@@ -14,11 +14,14 @@
 //
 // Integrity: an entry is built in "<key>.tmp-<pid>-<n>" and renamed into
 // place only after bioquant-cache.json (format version, every file's size
-// and 64-bit content hash) has been written with its own temp+rename. A
-// reader checks the manifest against the files (sizes and hashes) before
-// using an entry; a missing, partial or corrupt entry is removed and
-// rebuilt, never used. Temporary directories left by a killed writer are
-// ignored, and removed once older than an hour.
+// and 64-bit content hash, and its stat stamp: size, mtime, ctime, inode)
+// has been written with its own temp+rename. A reader checks the manifest
+// against the files before using an entry: sizes always, content hashes
+// only for files whose stamp changed since the hash was taken (any write
+// sets ctime to now; then the manifest is restamped when the bytes still
+// match), so a hit reads no weights; a missing, partial or corrupt entry is
+// removed and rebuilt, never used. Temporary directories left by a killed
+// writer are ignored, and removed once older than an hour.
 #pragma once
 
 #include <string>

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "util/error.h"
+#include "util/json.h"
 
 namespace bioquant {
 
@@ -92,9 +93,10 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : map_(path) {
                       header_len);
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(header_json_);
+    header = ParseJson(header_json_);
   } catch (const nlohmann::json::parse_error& e) {
-    Fail("{}: malformed JSON header at byte {}", path, e.byte);
+    Fail("{}: malformed JSON header at byte {} ({})", path, e.byte,
+         JsonErrorReason(e));
   }
   if (!header.is_object()) Fail("{}: header is not a JSON object", path);
   const uint8_t* data = map_.data() + 8 + header_len;
@@ -313,10 +315,14 @@ void SafetensorsWriter::Write(const std::string& path) const {
             std::fwrite(h.data(), 1, h.size(), f) == h.size() &&
             (data_.empty() ||
              std::fwrite(data_.data(), 1, data_.size(), f) == data_.size());
-  ok = (std::fclose(f) == 0) && ok;
+  int err = ok ? 0 : errno;
+  if (std::fclose(f) != 0 && ok) {
+    ok = false;
+    err = errno;
+  }
   if (!ok) {
-    std::remove(tmp.c_str());
-    Fail("{}: write failed", path);
+    std::remove(tmp.c_str());  // never leave a half-written file behind
+    Fail("{}: write failed ({})", path, std::strerror(err));
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     Fail("{}: cannot rename from {} ({})", path, tmp, std::strerror(errno));
@@ -362,7 +368,11 @@ SafetensorsStreamWriter::SafetensorsStreamWriter(
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
   if (std::fwrite(len, 1, 8, f) != 8 ||
       std::fwrite(h.data(), 1, h.size(), f) != h.size()) {
-    Fail("{}: write failed", tmp);
+    const int err = errno;
+    std::fclose(f);  // the destructor does not run for a throwing constructor
+    file_ = nullptr;
+    std::remove(tmp.c_str());
+    Fail("{}: write failed ({})", tmp, std::strerror(err));
   }
 }
 
@@ -384,7 +394,8 @@ void SafetensorsStreamWriter::Append(const std::string& name, const void* data,
   }
   if (nbytes &&
       std::fwrite(data, 1, nbytes, static_cast<FILE*>(file_)) != nbytes) {
-    Fail("{}: write failed for tensor {}", path_, name);
+    Fail("{}: write failed for tensor {} ({})", path_, name,
+         std::strerror(errno));
   }
   ++next_;
 }
@@ -395,7 +406,11 @@ void SafetensorsStreamWriter::Finish() {
   }
   FILE* f = static_cast<FILE*>(file_);
   file_ = nullptr;
-  if (std::fclose(f) != 0) Fail("{}: write failed", path_);
+  if (std::fclose(f) != 0) {  // buffered data hit a full disk
+    const int err = errno;
+    std::remove((path_ + ".tmp").c_str());
+    Fail("{}: write failed ({})", path_, std::strerror(err));
+  }
   if (std::rename((path_ + ".tmp").c_str(), path_.c_str()) != 0) {
     Fail("{}: cannot rename into place ({})", path_, std::strerror(errno));
   }

@@ -156,11 +156,11 @@ Linear LoadPrequantizedLinear(const TensorStore& s, const std::string& name,
   }
   QuantParams qp;
   if (*f == WeightFormat::kInt8Row) {
-    auto q = std::make_shared<QuantizedInt8>(ReadBnbInt8(s, name));
+    auto q = std::make_shared<QuantizedInt8>(ReadBnbInt8(s, name, true));
     l.w = q->View();
     l.storage = q;
   } else {
-    auto q = std::make_shared<Quantized4bit>(ReadBnb4bit(s, name));
+    auto q = std::make_shared<Quantized4bit>(ReadBnb4bit(s, name, true));
     if (q->shape.size() != 2) {
       Fail("{}: {}.weight quant_state shape must be 2-D",
            s.Get(name + ".weight").file, name);

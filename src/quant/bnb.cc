@@ -405,7 +405,7 @@ WeightMatrix Quantized4bit::View() const {
   w.format = format;
   w.rows = shape.size() >= 2 ? shape[0] : 1;
   w.cols = w.rows > 0 ? numel / w.rows : 0;
-  w.data = packed.data();
+  w.data = PackedData();
   w.blocksize = blocksize;
   w.code = DequantLut(format);
   if (double_quant) {
@@ -542,7 +542,7 @@ WeightMatrix QuantizedInt8::View() const {
   w.format = WeightFormat::kInt8Row;
   w.rows = rows;
   w.cols = cols;
-  w.data = q.data();
+  w.data = QData();
   w.row_scale = scb.data();
   return w;
 }

@@ -63,6 +63,10 @@ struct Quantized4bit {
   // [ceil(n/2)] u8: element 2j in the HIGH nibble of byte j, 2j+1 in the low
   // nibble; for odd n the last low nibble is the code of 0.0 (padding).
   std::vector<uint8_t> packed;
+  // Or, for a checkpoint read in place (ReadBnb4bit with borrow), the same
+  // bytes in the checkpoint's mapping (packed stays empty; the mapping must
+  // outlive this). Read the codes through PackedData()/PackedSize().
+  const uint8_t* packed_borrowed = nullptr;
   // [nblocks] f32 max|x| per block; empty with double quant (the first-level
   // absmax is not part of that format and would cost 0.5 bit per weight).
   std::vector<float> absmax;
@@ -73,6 +77,13 @@ struct Quantized4bit {
   std::vector<float> nested_code;    // [256] DYN (or the checkpoint's map)
 
   int64_t nblocks() const { return (numel + blocksize - 1) / blocksize; }
+  const uint8_t* PackedData() const {
+    return packed_borrowed ? packed_borrowed : packed.data();
+  }
+  size_t PackedSize() const {
+    return packed_borrowed ? static_cast<size_t>((numel + 1) / 2)
+                           : packed.size();
+  }
   // A [rows, cols] view: rows = shape[0], cols = numel / rows (1-D: [1, n]).
   WeightMatrix View() const;
 };
@@ -137,6 +148,9 @@ struct QuantizedInt8 {
   int64_t rows = 0, cols = 0;
   std::vector<int8_t> q;   // CB [rows, cols] row-major
   std::vector<float> scb;  // SCB [rows] f32 = max|fp16(W[r, :])|
+  // Or CB in a checkpoint's mapping (ReadBnbInt8 with borrow; q empty).
+  const int8_t* q_borrowed = nullptr;
+  const int8_t* QData() const { return q_borrowed ? q_borrowed : q.data(); }
   WeightMatrix View() const;
 };
 

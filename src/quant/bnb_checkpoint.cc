@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "util/error.h"
+#include "util/json.h"
 
 namespace bioquant {
 namespace {
@@ -85,7 +86,8 @@ std::optional<WeightFormat> DetectBnbWeight(const TensorStore& store,
   return std::nullopt;
 }
 
-Quantized4bit ReadBnb4bit(const TensorStore& store, const std::string& prefix) {
+Quantized4bit ReadBnb4bit(const TensorStore& store, const std::string& prefix,
+                          bool borrow) {
   const std::string wname = prefix + ".weight";
   const TensorView& weight = store.Get(wname);  // names the dir if absent
   const std::string qs_nf4 = wname + ".quant_state.bitsandbytes__nf4";
@@ -103,7 +105,7 @@ Quantized4bit ReadBnb4bit(const TensorStore& store, const std::string& prefix) {
   const std::string text(reinterpret_cast<const char*>(qs.data), qs.nbytes);
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(text);
+    j = ParseJson(text);
   } catch (const nlohmann::json::exception& e) {
     Fail("{}: {}: corrupt quant_state JSON ({})", qs.file, qs.name, e.what());
   }
@@ -150,7 +152,11 @@ Quantized4bit ReadBnb4bit(const TensorStore& store, const std::string& prefix) {
          weight.file, wname, weight.nbytes, weight.ShapeString(),
          fmt::join(q.shape, ", "), want_bytes);
   }
-  q.packed.assign(weight.data, weight.data + weight.nbytes);
+  if (borrow) {
+    q.packed_borrowed = weight.data;
+  } else {
+    q.packed.assign(weight.data, weight.data + weight.nbytes);
+  }
 
   const int64_t nb = q.nblocks();
   const TensorView& absmax =
@@ -204,7 +210,8 @@ Quantized4bit ReadBnb4bit(const TensorStore& store, const std::string& prefix) {
   return q;
 }
 
-QuantizedInt8 ReadBnbInt8(const TensorStore& store, const std::string& prefix) {
+QuantizedInt8 ReadBnbInt8(const TensorStore& store, const std::string& prefix,
+                          bool borrow) {
   const std::string wname = prefix + ".weight";
   const TensorView& weight = store.Get(wname);
   if (weight.dtype != DType::kI8 || weight.shape.size() != 2) {
@@ -214,7 +221,11 @@ QuantizedInt8 ReadBnbInt8(const TensorStore& store, const std::string& prefix) {
   QuantizedInt8 q;
   q.rows = weight.shape[0];
   q.cols = weight.shape[1];
-  q.q = CopyTensor<int8_t>(weight, DType::kI8, q.rows * q.cols);
+  if (borrow) {
+    q.q_borrowed = reinterpret_cast<const int8_t*>(weight.data);
+  } else {
+    q.q = CopyTensor<int8_t>(weight, DType::kI8, q.rows * q.cols);
+  }
   q.scb = CopyTensor<float>(
       Need(store, prefix + ".SCB", "int8 row scales", weight.file), DType::kF32,
       q.rows);
@@ -254,8 +265,8 @@ void WriteBnbTensors(SafetensorsWriter& writer, const std::string& prefix,
                      const Quantized4bit& q) {
   const std::string w = prefix + ".weight";
   const int64_t nb = q.nblocks();
-  writer.Add(w, DType::kU8, {(q.numel + 1) / 2, 1}, q.packed.data(),
-             q.packed.size());
+  writer.Add(w, DType::kU8, {(q.numel + 1) / 2, 1}, q.PackedData(),
+             q.PackedSize());
   if (q.double_quant) {
     writer.Add(w + ".absmax", DType::kU8, {nb}, q.qabsmax.data(), nb);
     writer.Add(w + ".nested_absmax", DType::kF32,
@@ -277,8 +288,8 @@ void WriteBnbTensors(SafetensorsWriter& writer, const std::string& prefix,
 
 void WriteBnbTensors(SafetensorsWriter& writer, const std::string& prefix,
                      const QuantizedInt8& q) {
-  writer.Add(prefix + ".weight", DType::kI8, {q.rows, q.cols}, q.q.data(),
-             q.q.size());
+  writer.Add(prefix + ".weight", DType::kI8, {q.rows, q.cols}, q.QData(),
+             static_cast<size_t>(q.rows * q.cols));
   writer.Add(prefix + ".SCB", DType::kF32, {q.rows}, q.scb.data(),
              4 * q.scb.size());
   const uint8_t row_format = 0;

@@ -38,10 +38,16 @@ std::optional<WeightFormat> DetectBnbWeight(const TensorStore& store,
 // The dequant table is bnb's built-in LUT (the CUDA kernel ignores the
 // stored quant_map; it must equal the table); the nested code is the
 // checkpoint's nested_quant_map and the offset its stored nested_offset.
-Quantized4bit ReadBnb4bit(const TensorStore& store, const std::string& prefix);
+// With `borrow`, the packed codes (the module's bulk) are not copied: the
+// result points into the store's mapping, which must outlive it (a model
+// loads in place, as it does unquantized weights of the checkpoint's dtype).
+Quantized4bit ReadBnb4bit(const TensorStore& store, const std::string& prefix,
+                          bool borrow = false);
 
-// Reads an int8 module (weight + SCB [+ weight_format]).
-QuantizedInt8 ReadBnbInt8(const TensorStore& store, const std::string& prefix);
+// Reads an int8 module (weight + SCB [+ weight_format]); `borrow` as above
+// for the int8 weight.
+QuantizedInt8 ReadBnbInt8(const TensorStore& store, const std::string& prefix,
+                          bool borrow = false);
 
 // The quant-state JSON transformers writes (json.dumps key order and
 // separators), e.g. {"quant_type": "nf4", "blocksize": 64, "dtype":

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "util/json.h"
+
 namespace bioquant::serve {
 namespace {
 
@@ -83,9 +85,7 @@ CompletionParams ParseCompletionRequest(const std::string& body, bool chat,
                                         const ApiLimits& limits) {
   nlohmann::json j;
   try {
-    // Nesting is bounded by the body size limit; the parser is not
-    // recursive on the C++ stack beyond nlohmann's own bounds.
-    j = nlohmann::json::parse(body);
+    j = ParseJson(body);  // nesting bounded (util/json.h)
   } catch (const nlohmann::json::exception& e) {
     Bad("", std::string("the request body is not valid JSON: ") + e.what());
   }

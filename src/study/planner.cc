@@ -9,6 +9,7 @@
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 #include "util/sys.h"
 
 namespace bioquant {
@@ -446,7 +447,7 @@ std::vector<MeasuredDelta> LoadRunSummary(const std::string& run_dir) {
   }
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(ReadFile(path));
+    j = ParseJson(ReadFile(path));
   } catch (const nlohmann::json::exception& e) {
     Fail("{}: not valid JSON ({})", path, e.what());
   }

@@ -4,12 +4,14 @@
 
 #include <cctype>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <functional>
 #include <map>
 
 #include "util/error.h"
+#include "util/json.h"
 
 namespace bioquant {
 namespace {
@@ -26,6 +28,23 @@ std::string NowUtc() {
   return buf;
 }
 
+// SQLite's message, plus the operating system's reason for an I/O error
+// ("disk I/O error (No space left on device)") or a hint when it has none.
+std::string SqlError(sqlite3* db, const char* message = nullptr) {
+  std::string m = message ? message : sqlite3_errmsg(db);
+  const int code = sqlite3_errcode(db) & 0xff;  // the primary code
+  const int sys = sqlite3_system_errno(db);
+  const bool io = code == SQLITE_IOERR || code == SQLITE_FULL ||
+                  code == SQLITE_CANTOPEN || code == SQLITE_READONLY;
+  if (io && sys != 0) {
+    m += fmt::format(" ({})", std::strerror(sys));
+  } else if (code == SQLITE_IOERR || code == SQLITE_FULL) {
+    // SQLite keeps errno only on some paths (a short write has none).
+    m += " (is the disk full, or a file size limit reached?)";
+  }
+  return m;
+}
+
 // Prepared statement with 1-based positional binding; throws Error naming
 // the store file on any SQLite failure.
 class Stmt {
@@ -33,7 +52,7 @@ class Stmt {
   Stmt(sqlite3* db, const std::string& path, const char* sql)
       : db_(db), path_(path) {
     if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) {
-      Fail("{}: {} (in: {})", path, sqlite3_errmsg(db), sql);
+      Fail("{}: {} (in: {})", path, SqlError(db), sql);
     }
   }
   ~Stmt() { sqlite3_finalize(stmt_); }
@@ -67,7 +86,7 @@ class Stmt {
     const int rc = sqlite3_step(stmt_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
-    Fail("{}: {}", path_, sqlite3_errmsg(db_));
+    Fail("{}: {}", path_, SqlError(db_));
   }
   std::string Text(int col) const {
     const auto* p = sqlite3_column_text(stmt_, col);
@@ -83,7 +102,7 @@ class Stmt {
 
  private:
   void Check(int rc) {
-    if (rc != SQLITE_OK) Fail("{}: {}", path_, sqlite3_errmsg(db_));
+    if (rc != SQLITE_OK) Fail("{}: {}", path_, SqlError(db_));
   }
   sqlite3* db_;
   const std::string& path_;
@@ -94,7 +113,7 @@ class Stmt {
 void Exec(sqlite3* db, const std::string& path, const char* sql) {
   char* err = nullptr;
   if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    const std::string msg = err ? err : sqlite3_errmsg(db);
+    const std::string msg = SqlError(db, err);
     sqlite3_free(err);
     Fail("{}: {}", path, msg);
   }
@@ -117,7 +136,7 @@ void OpenDb(const std::string& path, int flags, DbHandle* h) {
   if (sqlite3_open_v2(path.c_str(), &h->db, flags | SQLITE_OPEN_FULLMUTEX,
                       nullptr) != SQLITE_OK) {
     Fail("{}: cannot open ({})", path,
-         h->db ? sqlite3_errmsg(h->db) : "out of memory");
+         h->db ? SqlError(h->db) : "out of memory");
   }
   sqlite3_busy_timeout(h->db, 10000);
 }
@@ -197,8 +216,7 @@ std::map<std::string, std::string> ReadMeta(sqlite3* db,
     const bool has_meta = rc == SQLITE_OK &&
                           sqlite3_step(probe) == SQLITE_ROW &&
                           sqlite3_column_int(probe, 0) > 0;
-    const std::string why =
-        rc == SQLITE_OK ? "no meta table" : sqlite3_errmsg(db);
+    const std::string why = rc == SQLITE_OK ? "no meta table" : SqlError(db);
     sqlite3_finalize(probe);
     if (!has_meta) Fail("{}: not a bioquant run store ({})", path, why);
   }
@@ -240,7 +258,7 @@ std::string Join(const std::vector<std::string>& v, const char* sep) {
 
 nlohmann::json ParseJsonColumn(const std::string& text) {
   if (text.empty()) return nullptr;
-  return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return ParseJson(text, false);
 }
 
 }  // namespace

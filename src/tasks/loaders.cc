@@ -9,6 +9,7 @@
 #include "tasks/pyliteral.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 
 namespace bioquant {
 namespace {
@@ -215,7 +216,7 @@ std::vector<Example> LoadMedQaJsonl(const TaskInfo& task,
     if (IsBlank(line)) continue;
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(line);
+      j = ParseJson(line);
     } catch (const nlohmann::json::exception& e) {
       Fail("{}:{}: invalid JSON ({})", path, line_no, e.what());
     }

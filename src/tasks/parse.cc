@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "util/error.h"
+#include "util/json.h"
 
 namespace bioquant {
 namespace {
@@ -196,8 +197,7 @@ std::optional<std::vector<std::string>> JsonAnswer(const std::string& text) {
     if (text[i] != '{' && text[i] != '[') continue;
     const size_t end = MatchBracket(text, i);
     if (end == std::string::npos) continue;
-    nlohmann::json v =
-        nlohmann::json::parse(text.substr(i, end - i), nullptr, false);
+    nlohmann::json v = ParseJson(text.substr(i, end - i), false);
     if (v.is_discarded()) continue;
     std::vector<std::string> items;
     if (v.is_array()) {
@@ -237,8 +237,7 @@ std::optional<std::set<int>> JsonLabelMap(
     if (text[i] != '{') continue;
     const size_t end = MatchBracket(text, i);
     if (end == std::string::npos) continue;
-    nlohmann::json v =
-        nlohmann::json::parse(text.substr(i, end - i), nullptr, false);
+    nlohmann::json v = ParseJson(text.substr(i, end - i), false);
     if (v.is_discarded() || !v.is_object()) continue;
     std::set<int> on;
     bool any_key = false;

@@ -10,6 +10,7 @@
 #include "tasks/ner_align.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 
 namespace bioquant {
 namespace {
@@ -318,7 +319,7 @@ std::vector<Row> ReadJsonlRows(const TaskInfo& task, const std::string& path,
     pos = e == std::string::npos ? content.size() : e + 1;
     ++line;
     if (Trim(l).empty()) continue;
-    nlohmann::json j = nlohmann::json::parse(l, nullptr, false);
+    nlohmann::json j = ParseJson(l, false);
     if (j.is_discarded() || !j.is_object())
       Fail("{}:{}: not a JSON object", path, line);
     if (!j.contains("gold")) Fail("{}:{}: missing \"gold\"", path, line);

@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "util/error.h"
+#include "util/json.h"
 
 namespace bioquant {
 
@@ -24,10 +26,16 @@ std::string ReadFile(const std::string& path) {
 }
 
 void WriteFile(const std::string& path, const std::string& data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) Fail("{}: cannot create ({})", path, std::strerror(errno));
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-  if (!out) Fail("{}: write error", path);
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) Fail("{}: cannot create ({})", path, std::strerror(errno));
+  bool ok = std::fwrite(data.data(), 1, data.size(), f) == data.size();
+  int err = ok ? 0 : errno;
+  // A full disk often shows only when the buffer is flushed at close.
+  if (std::fclose(f) != 0 && ok) {
+    ok = false;
+    err = errno;
+  }
+  if (!ok) Fail("{}: write error ({})", path, std::strerror(err));
 }
 
 bool FileExists(const std::string& path) {
@@ -43,9 +51,10 @@ bool IsDirectory(const std::string& path) {
 nlohmann::json ReadJsonFile(const std::string& path) {
   const std::string text = ReadFile(path);
   try {
-    return nlohmann::json::parse(text);
+    return ParseJson(text);
   } catch (const nlohmann::json::parse_error& e) {
-    Fail("{}: malformed JSON at byte {}", path, e.byte);
+    Fail("{}: malformed JSON at byte {} ({})", path, e.byte,
+         JsonErrorReason(e));
   }
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "io/npy.h"
@@ -188,7 +189,15 @@ TEST(EngineCli, BadInputIsOneLineAndNonZero) {
   };
   WriteFile(tmp + "/config.json",
             R"({"architectures": ["FalconForCausalLM"]})");
+  // Nesting deep enough to overflow a recursive walker's stack.
+  const std::string deep = tmp + "/deep";
+  std::filesystem::create_directories(deep);
+  WriteFile(deep + "/config.json",
+            std::string(200000, '[') + std::string(200000, ']'));
   const std::vector<Case> cases = {
+      {{"inspect", "--model", deep},
+       "config.json: malformed JSON at byte 513 (JSON nested deeper than 512 "
+       "levels)"},
       {{"generate", "--model", tmp + "/none", "--prompt", "x"},
        "model directory not found"},
       {{"generate", "--model", tmp, "--prompt", "x"},

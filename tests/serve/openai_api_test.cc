@@ -93,6 +93,10 @@ TEST(OpenAIApiTest, RefusesWhatItCannotDoNamingTheField) {
       {"{" + msg + R"(, "tools": [{"type": "function"}]})", "tools"},
       {"{" + msg + R"(, "best_of": 3})", "best_of"},
       {"{" + msg + R"(, "model": 5})", "model"},
+      // Nested past util/json.h's bound (a stack-overflow attempt).
+      {"{" + msg + R"(, "user": )" + std::string(100000, '[') +
+           std::string(100000, ']') + "}",
+       ""},
   };
   for (const auto& [body, param] : cases) {
     const auto [status, got] = Refusal(body);
