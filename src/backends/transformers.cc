@@ -18,6 +18,7 @@
 #include "backends/local.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 #include "util/sys.h"
 
 namespace bioquant {
@@ -139,7 +140,7 @@ class Worker {
         *raw = buf_.substr(0, nl);
         buf_.erase(0, nl + 1);
         if (raw->empty()) continue;
-        *out = nlohmann::json::parse(*raw, nullptr, false);
+        *out = ParseJson(*raw, /*allow_exceptions=*/false);
         if (out->is_discarded() || !out->is_object()) return Read::kMalformed;
         return Read::kLine;
       }
