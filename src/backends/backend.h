@@ -64,7 +64,14 @@ struct BackendMemory {
   uint64_t weights_bytes = 0;
   uint64_t kv_cache_bytes = 0;
   uint64_t scratch_bytes = 0;
-  uint64_t peak_rss_bytes = 0;  // the process's peak resident set
+  // The peak: the process's resident set, or on a GPU what `source` says.
+  uint64_t peak_rss_bytes = 0;
+  // What the peak measured, a stable name written to the run store:
+  // "cpu-rss" (peak resident set of the process that generates: bioquant
+  // itself, or the transformers worker on the CPU), "gpu-allocated"
+  // (torch.cuda.max_memory_allocated, the paper's figure), "gpu-reserved"
+  // (torch.cuda.max_memory_reserved).
+  std::string source = "cpu-rss";
 };
 
 // Text generation at one precision.

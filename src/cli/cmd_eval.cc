@@ -1,6 +1,7 @@
 // bioquant eval: the study end to end, resumable (see study/runner.h), on
-// the local engine (backends/local.h) or against OpenAI-compatible servers
-// (backends/openai.h: --endpoint / --endpoints).
+// the local engine (backends/local.h), on transformers + bitsandbytes
+// (backends/transformers.h: --backend transformers) or against
+// OpenAI-compatible servers (backends/openai.h: --endpoint / --endpoints).
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 
 #include "backends/local.h"
 #include "backends/openai.h"
+#include "backends/transformers.h"
 #include "cli/cli_util.h"
 #include "cli/command.h"
 #include "study/planner.h"
@@ -73,6 +75,8 @@ int RunEvalCommand(int argc, char** argv) {
   EvalOptions o;
   LocalBackendOptions lo;
   OpenAIBackendOptions ro;
+  TransformersBackendOptions to;
+  std::string backend;
   std::string precisions = "bf16,int8,nf4", tasks = "all",
               strategies = "zero-shot";
   std::string skip_modules, precision_map, endpoint, served_model, endpoints,
@@ -80,7 +84,33 @@ int RunEvalCommand(int argc, char** argv) {
   bool no_double_quant = false, no_chat = false, no_stream = false;
   int resamples = 1000;
   app.add_option("--model", lo.model_dir,
-                 "Hugging Face checkpoint directory (the local engine)");
+                 "Hugging Face checkpoint directory (the local engine, or "
+                 "--backend transformers)");
+  app.add_option("--backend", backend,
+                 "local (bioquant's engine; default with --model), "
+                 "transformers (transformers + bitsandbytes in a Python "
+                 "worker, the paper's stack) or openai (default with "
+                 "--endpoint/--endpoints)");
+  app.add_option("--python", to.python,
+                 "transformers: the Python to run the worker with (default: "
+                 "the venv of scripts/pystack.sh if present, else python3)");
+  app.add_option("--worker", to.worker,
+                 "transformers: the worker script (default: "
+                 "bioquant_worker.py beside the binary)");
+  app.add_option("--device", to.device, "transformers: auto | cpu | cuda")
+      ->default_val("auto");
+  app.add_option("--compute-dtype", to.compute_dtype,
+                 "transformers: bitsandbytes compute dtype for int8/nf4/fp4 "
+                 "(bf16 | f16 | f32)")
+      ->default_val("bf16");
+  app.add_option("--gpu-memory", to.gpu_memory,
+                 "transformers on CUDA: the peak reported, "
+                 "max_memory_allocated (allocated, the paper's) or "
+                 "max_memory_reserved (reserved)")
+      ->default_val("allocated");
+  app.add_option("--worker-restarts", to.max_restarts,
+                 "transformers: restarts of a crashed worker per batch")
+      ->default_val(2);
   app.add_option("--endpoint", endpoint,
                  "an OpenAI-compatible server's base URL "
                  "(http://host:8000/v1) instead of --model");
@@ -182,6 +212,21 @@ int RunEvalCommand(int argc, char** argv) {
         "label=URL,...");
   }
   const bool remote = !app.count("--model");
+  if (backend.empty()) backend = remote ? "openai" : "local";
+  if (backend != "local" && backend != "openai" && backend != "transformers")
+    Fail("--backend {}: expected local, transformers or openai", backend);
+  if (remote && backend != "openai")
+    Fail("--backend {}: needs --model DIR, not a server", backend);
+  if (!remote && backend == "openai")
+    Fail("--backend openai: give --endpoint or --endpoints, not --model");
+  const bool hf = backend == "transformers";
+  for (const char* hf_only :
+       {"--python", "--worker", "--device", "--compute-dtype", "--gpu-memory",
+        "--worker-restarts"}) {
+    if (!hf && app.count(hf_only)) {
+      Fail("{}: applies to --backend transformers", hf_only);
+    }
+  }
   lo.quant.double_quant = !no_double_quant;
   o.chat = !no_chat;
   o.precisions = SplitList(precisions);
@@ -239,6 +284,22 @@ int RunEvalCommand(int argc, char** argv) {
     }
     if (!app.count("--batch")) o.batch = 4;
   }
+  if (hf) {
+    for (const char* local_only :
+         {"--blocksize", "--no-double-quant", "--skip-modules", "--cache-dir",
+          "--no-cache"}) {
+      if (app.count(local_only)) {
+        Fail(
+            "{}: applies to bioquant's engine, not to --backend "
+            "transformers",
+            local_only);
+      }
+    }
+    to.model_dir = lo.model_dir;
+    to.precisions = o.precisions;
+    to.threads = lo.threads;
+    to.stop = &g_stop;
+  }
   if (tasks == "all") {
     for (const auto& t : AllTasks()) {
       if (t.id != "medqa_5opt") o.tasks.push_back(t.id);
@@ -278,9 +339,19 @@ int RunEvalCommand(int argc, char** argv) {
                           {"total_bytes", totals}};
   }
   const std::unique_ptr<BackendSet> backends =
-      remote ? MakeOpenAIBackendSet(ro) : MakeLocalBackendSet(lo);
-  const EvalSummary s =
-      RunEval(o, *backends, g_stop, [&](const EvalProgress& p) { printer(p); });
+      remote ? MakeOpenAIBackendSet(ro)
+      : hf   ? MakeTransformersBackendSet(to)
+             : MakeLocalBackendSet(lo);
+  EvalSummary s;
+  try {
+    s = RunEval(o, *backends, g_stop,
+                [&](const EvalProgress& p) { printer(p); });
+  } catch (const Error&) {
+    // A worker stopped by Ctrl-C in the middle of a batch: every finished
+    // row is stored, as after an interruption between batches.
+    if (!g_stop) throw;
+    s.interrupted = true;
+  }
 
   for (const auto& w : s.warnings)
     std::fprintf(stderr, "eval: warning: %s\n", w.c_str());

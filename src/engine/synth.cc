@@ -178,6 +178,23 @@ void WriteTokenizer(const std::string& dir, int64_t vocab_size, int32_t* bos,
   nlohmann::ordered_json added = nlohmann::ordered_json::array();
   // Special tokens take the top ids of the vocabulary, as Llama-3 does.
   const int32_t first_special = static_cast<int32_t>(vocab_size - kSpecials);
+  // The ids between the BPE vocabulary and the specials are reserved special
+  // tokens, as Llama-3's <|reserved_special_token_N|>: every id the model can
+  // emit is then a token, and transformers and bioquant decode (skip) it
+  // alike. Without them an id in the gap has no token at all, which HF's
+  // tokenizers and bioquant's decoder treat differently.
+  for (int32_t id = static_cast<int32_t>(t.vocab.size()); id < first_special;
+       ++id) {
+    added.push_back(
+        {{"id", id},
+         {"content", fmt::format("<|reserved_special_token_{}|>",
+                                 id - static_cast<int32_t>(t.vocab.size()))},
+         {"single_word", false},
+         {"lstrip", false},
+         {"rstrip", false},
+         {"normalized", false},
+         {"special", true}});
+  }
   for (int k = 0; k < kSpecials; ++k) {
     added.push_back({{"id", first_special + k},
                      {"content", specials[k]},

@@ -472,6 +472,13 @@ std::vector<MeasuredDelta> LoadRunSummary(const std::string& run_dir) {
         e["ci_supports_within_5pct"].is_boolean()) {
       d.ci_supports_within_5pct = e["ci_supports_within_5pct"].get<bool>();
     }
+    d.backend = j.value("backend", "local");
+    if (e.value("memory_measured", true) && e.contains("peak_rss_bytes") &&
+        e["peak_rss_bytes"].is_number_unsigned() &&
+        e["peak_rss_bytes"].get<uint64_t>() > 0) {
+      d.peak_bytes = e["peak_rss_bytes"].get<uint64_t>();
+      d.memory_source = e.value("memory_source", "cpu-rss");
+    }
     out.push_back(d);
   }
   return out;
@@ -585,6 +592,39 @@ Plan MakePlan(const PlanModel& model, const PlanOptions& options,
   }
 
   if (measured) {
+    for (const auto& d : *measured) {
+      const auto* p = find(d.precision);
+      if (!p || !d.peak_bytes) continue;
+      MemoryCheck c;
+      c.precision = d.precision;
+      c.measured_bytes = *d.peak_bytes;
+      c.source = d.memory_source;
+      c.backend = d.backend;
+      const bool gpu_source = d.memory_source.rfind("gpu-", 0) == 0;
+      if (options.device == PlanDevice::kCpu) {
+        c.predicted_bytes = p->peak_rss_bytes;
+        c.comparable = d.backend == "local" && d.memory_source == "cpu-rss";
+        c.note = c.comparable
+                     ? "predicted peak RSS of bioquant's engine vs its "
+                       "measured process peak"
+                     : fmt::format(
+                           "measured by the {} backend ({}); the cpu "
+                           "plan models bioquant's engine",
+                           d.backend, d.memory_source);
+      } else {
+        c.predicted_bytes = p->weights + p->kv_cache + p->activations;
+        c.comparable = gpu_source;
+        c.note = c.comparable
+                     ? "weights + KV cache + activations (torch does not see "
+                       "the CUDA context) vs torch.cuda.max_memory_" +
+                           d.memory_source.substr(4)
+                     : fmt::format(
+                           "measured {} by the {} backend; the gpu "
+                           "plan models transformers on CUDA",
+                           d.memory_source, d.backend);
+      }
+      plan.measured_memory.push_back(c);
+    }
     const PrecisionPlan* best = nullptr;
     const MeasuredDelta* best_delta = nullptr;
     for (const auto& d : *measured) {
@@ -661,6 +701,25 @@ nlohmann::ordered_json Plan::ToJson() const {
   j["recommendation"] = recommendation;
   j["reason"] = reason;
   j["assumptions"] = assumptions;
+  if (!measured_memory.empty()) {
+    nlohmann::ordered_json ms = nlohmann::ordered_json::array();
+    for (const auto& c : measured_memory) {
+      nlohmann::ordered_json e;
+      e["precision"] = c.precision;
+      e["predicted_bytes"] = c.predicted_bytes;
+      e["measured_bytes"] = c.measured_bytes;
+      e["measured_over_predicted"] =
+          c.predicted_bytes ? static_cast<double>(c.measured_bytes) /
+                                  static_cast<double>(c.predicted_bytes)
+                            : 0.0;
+      e["source"] = c.source;
+      e["backend"] = c.backend;
+      e["comparable"] = c.comparable;
+      e["note"] = c.note;
+      ms.push_back(e);
+    }
+    j["measured_memory"] = ms;
+  }
   return j;
 }
 
@@ -680,6 +739,23 @@ std::string Plan::ToTable() const {
                      p.fits ? "yes" : "no");
   }
   s += fmt::format("\nrecommendation: {}\n{}\n", recommendation, reason);
+  if (!measured_memory.empty()) {
+    s += fmt::format("\nmeasured by the run ({} backend):\n",
+                     measured_memory[0].backend);
+    s += fmt::format("{:<9} {:>12} {:>12} {:>9}  {}\n", "precision",
+                     "predicted", "measured", "ratio", "what");
+    for (const auto& c : measured_memory) {
+      s += fmt::format(
+          "{:<9} {:>12} {:>12} {:>9}  {}{}\n", c.precision,
+          FormatBytes(c.predicted_bytes), FormatBytes(c.measured_bytes),
+          c.comparable && c.predicted_bytes
+              ? fmt::format("{:.2f}",
+                            static_cast<double>(c.measured_bytes) /
+                                static_cast<double>(c.predicted_bytes))
+              : std::string("–"),
+          c.source, c.comparable ? "" : " (not comparable: " + c.note + ")");
+    }
+  }
   if (!assumptions.empty()) {
     s += "\nassumptions:\n";
     for (const auto& a : assumptions) s += "  - " + a + "\n";

@@ -85,6 +85,14 @@
 //                    "ci_supports_within_5pct": true}, ...]}
 // where relative_drop = (reference score - score) / reference score against
 // the run's highest precision (0 for the reference itself).
+//
+// --run also compares the prediction with the peak memory the run measured
+// (summary.json's "peak_rss_bytes", "memory_source" and "backend"): the cpu
+// plan's predicted_peak_rss_bytes with bioquant's engine's process RSS
+// ("cpu-rss", backend local); the gpu plan's weights + KV cache +
+// activations (torch does not see the CUDA context) with transformers'
+// "gpu-allocated" or "gpu-reserved" peak. Other pairs (transformers on the
+// CPU, a server) are listed as measured but not comparable.
 #pragma once
 
 #include <cstdint>
@@ -166,6 +174,21 @@ struct MeasuredDelta {
   std::string precision;
   double relative_drop = 0;
   std::optional<bool> ci_supports_within_5pct;
+  // The run's peak memory for this precision, when it measured one.
+  std::optional<uint64_t> peak_bytes;
+  std::string memory_source;  // "cpu-rss", "gpu-allocated", "gpu-reserved"
+  std::string backend;        // "local", "transformers", "openai"
+};
+
+// A prediction next to the run's measurement (--run).
+struct MemoryCheck {
+  std::string precision;
+  uint64_t predicted_bytes = 0;  // the figure comparable with the source
+  uint64_t measured_bytes = 0;
+  std::string source;   // what was measured
+  std::string backend;  // what measured it
+  bool comparable = false;
+  std::string note;  // why not comparable, or what was compared
 };
 
 struct Plan {
@@ -175,6 +198,7 @@ struct Plan {
   std::string recommendation;  // a precision name, or "none"
   std::string reason;
   std::vector<std::string> assumptions;
+  std::vector<MemoryCheck> measured_memory;  // --run only
 
   nlohmann::ordered_json ToJson() const;
   std::string ToTable() const;

@@ -121,6 +121,27 @@ std::string MemoryText(const nlohmann::json& scores,
   return Bytes(MaxMemory(scores, precision, field));
 }
 
+std::string MemorySourceLabel(const std::string& source) {
+  if (source == "cpu-rss") return "CPU RSS";
+  if (source == "gpu-allocated") return "GPU allocated";
+  if (source == "gpu-reserved") return "GPU reserved";
+  return source;
+}
+
+std::string PeakMemoryText(const nlohmann::json& scores,
+                           const std::string& precision) {
+  const std::string text = MemoryText(scores, precision, "peak_rss_bytes");
+  if (text == "not measured" || text == "–") return text;
+  std::string source;
+  for (const auto& c : scores["cells"]) {
+    if (c["precision"] == precision && c["memory"].is_object() &&
+        c["memory"].value("measured", true)) {
+      source = c["memory"].value("source", "cpu-rss");
+    }
+  }
+  return source.empty() ? text : text + " (" + MemorySourceLabel(source) + ")";
+}
+
 std::string PredictedMemoryNote(const nlohmann::json& scores) {
   const auto& meta = scores["meta"];
   if (!meta.is_object() || !meta.contains("predicted_memory")) return "";
@@ -244,7 +265,8 @@ std::string RenderMarkdown(const nlohmann::json& s) {
     const std::string strategy = st;
     md += fmt::format("## Table 1 — {}\n\n", strategy);
     md +=
-        "| precision | compute | weights | peak RSS | latency / example (ms) |";
+        "| precision | compute | weights | peak memory | latency / example "
+        "(ms) |";
     std::string sep = "|---|---|---:|---:|---:|";
     const auto tasks = TasksFor(s, strategy);
     for (const auto& t : tasks) {
@@ -266,8 +288,7 @@ std::string RenderMarkdown(const nlohmann::json& s) {
           compute = c["compute"];
       }
       md += fmt::format("| {} | {} | {} | {} | {:.1f} |", Str(p), compute,
-                        MemoryText(s, p, "weights_bytes"),
-                        MemoryText(s, p, "peak_rss_bytes"),
+                        MemoryText(s, p, "weights_bytes"), PeakMemoryText(s, p),
                         MeanLatency(s, p, strategy));
       for (const auto& t : tasks) {
         const auto* c = FindCell(s, p, t, strategy);
@@ -372,6 +393,7 @@ std::string RenderCsv(const nlohmann::json& s) {
                                   "kv_cache_bytes",
                                   "scratch_bytes",
                                   "peak_rss_bytes",
+                                  "memory_source",
                                   "load_ms",
                                   "reference",
                                   "paired_examples",
@@ -396,29 +418,31 @@ std::string RenderCsv(const nlohmann::json& s) {
     auto memf = [&](const char* k) {
       return mem.contains(k) ? CsvNum(mem[k]) : "";
     };
-    std::vector<std::string> f = {CsvField(c["precision"]),
-                                  CsvField(c["compute"]),
-                                  CsvField(c["task"]),
-                                  CsvField(c["strategy"]),
-                                  CsvField(c["template"]),
-                                  CsvNum(c["examples"]),
-                                  CsvField(c["primary_metric"]),
-                                  CsvNum(m["value"]),
-                                  CsvNum(m["ci_low"]),
-                                  CsvNum(m["ci_high"]),
-                                  CsvNum(c["unparsed_rate"]),
-                                  CsvNum(c["latency_ms"]["mean"]),
-                                  CsvNum(c["latency_ms"]["p50"]),
-                                  CsvNum(c["latency_ms"]["p95"]),
-                                  CsvNum(c["prefill_tokens_per_s"]),
-                                  CsvNum(c["decode_tokens_per_s"]),
-                                  CsvNum(c["tokens_in"]["mean"]),
-                                  CsvNum(c["tokens_out"]["mean"]),
-                                  memf("weights_bytes"),
-                                  memf("kv_cache_bytes"),
-                                  memf("scratch_bytes"),
-                                  memf("peak_rss_bytes"),
-                                  memf("load_ms")};
+    std::vector<std::string> f = {
+        CsvField(c["precision"]),
+        CsvField(c["compute"]),
+        CsvField(c["task"]),
+        CsvField(c["strategy"]),
+        CsvField(c["template"]),
+        CsvNum(c["examples"]),
+        CsvField(c["primary_metric"]),
+        CsvNum(m["value"]),
+        CsvNum(m["ci_low"]),
+        CsvNum(m["ci_high"]),
+        CsvNum(c["unparsed_rate"]),
+        CsvNum(c["latency_ms"]["mean"]),
+        CsvNum(c["latency_ms"]["p50"]),
+        CsvNum(c["latency_ms"]["p95"]),
+        CsvNum(c["prefill_tokens_per_s"]),
+        CsvNum(c["decode_tokens_per_s"]),
+        CsvNum(c["tokens_in"]["mean"]),
+        CsvNum(c["tokens_out"]["mean"]),
+        memf("weights_bytes"),
+        memf("kv_cache_bytes"),
+        memf("scratch_bytes"),
+        memf("peak_rss_bytes"),
+        mem.contains("source") ? CsvField(mem["source"]) : std::string(),
+        memf("load_ms")};
     const auto* cmp =
         FindComparison(s, c["precision"], c["task"], c["strategy"]);
     if (cmp && cmp->contains("metric")) {
@@ -435,7 +459,7 @@ std::string RenderCsv(const nlohmann::json& s) {
       }
     } else {
       f.resize(std::size(kHeader));
-      f[23] = CsvField(s.value("reference_precision", ""));
+      f[24] = CsvField(s.value("reference_precision", ""));
     }
     for (size_t i = 0; i < f.size(); ++i) out += (i ? "," : "") + f[i];
     out += "\n";
@@ -444,16 +468,20 @@ std::string RenderCsv(const nlohmann::json& s) {
 }
 
 std::string SummaryText(const nlohmann::json& s) {
-  std::string out = fmt::format(
-      "{:<10} {:>12} {:>12} {:>14} {:>10} {:>12}  {}\n", "precision", "weights",
-      "peak RSS", "latency (ms)", "main mean", "rel. drop", "within 5% (CI)");
+  std::string out =
+      fmt::format("{:<10} {:>12} {:>12} {:>14} {:>10} {:>12}  {}\n",
+                  "precision", "weights", "peak memory", "latency (ms)",
+                  "main mean", "rel. drop", "within 5% (CI)");
   for (const auto& p : s["summary"]["precisions"]) {
     const bool is_ref = p["precision"] == s["summary"]["reference_precision"];
     out += fmt::format(
         "{:<10} {:>12} {:>12} {:>14.1f} {:>10.3f} {:>12}  {}\n",
         Str(p["precision"]), SummaryBytes(p, "weights_bytes"),
-        SummaryBytes(p, "peak_rss_bytes"), p["latency_ms_mean"].get<double>(),
-        p["main_metric_mean"].get<double>(),
+        SummaryBytes(p, "peak_rss_bytes") +
+            (p.value("memory_measured", true) && p.contains("memory_source")
+                 ? " " + MemorySourceLabel(p["memory_source"])
+                 : std::string()),
+        p["latency_ms_mean"].get<double>(), p["main_metric_mean"].get<double>(),
         is_ref ? std::string("reference") : Pct(p["relative_drop"]),
         is_ref ? ""
                : (p["ci_supports_within_5pct"].get<bool>() ? "yes" : "no"));

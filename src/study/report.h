@@ -70,6 +70,13 @@ int64_t MaxMemory(const nlohmann::json& scores, const std::string& precision,
 // could not measure memory (a remote server).
 std::string MemoryText(const nlohmann::json& scores,
                        const std::string& precision, const char* field);
+// What a memory source measured, for people: "CPU RSS", "GPU allocated",
+// "GPU reserved" ("cpu-rss", "gpu-allocated", "gpu-reserved").
+std::string MemorySourceLabel(const std::string& source);
+// The peak memory of a precision with what it measured: "765.0 MiB (CPU
+// RSS)", "1.20 GiB (GPU allocated)", or "not measured".
+std::string PeakMemoryText(const nlohmann::json& scores,
+                           const std::string& precision);
 // When the store holds `bioquant plan`'s prediction (eval --model-config,
 // for backends that cannot measure memory): one sentence saying so and
 // listing the predicted totals; "" otherwise.

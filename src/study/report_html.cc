@@ -318,7 +318,7 @@ std::string Figure(const std::string& svg_markup, const std::string& caption) {
 std::string Table1(const nlohmann::json& s, const std::string& strategy) {
   std::string h =
       "<table>\n<thead><tr><th>precision</th><th class=\"l\">compute</th>"
-      "<th>weights</th><th>KV cache</th><th>peak RSS</th>"
+      "<th>weights</th><th>KV cache</th><th>peak memory</th>"
       "<th>latency / ex. (ms)</th>";
   const auto tasks = TasksFor(s, strategy);
   for (const auto& t : tasks) {
@@ -338,7 +338,7 @@ std::string Table1(const nlohmann::json& s, const std::string& strategy) {
         "class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td>"
         "<td>{:.1f}</td>",
         Swatch(p), Escape(compute), MemoryText(s, p, "weights_bytes"),
-        MemoryText(s, p, "kv_cache_bytes"), MemoryText(s, p, "peak_rss_bytes"),
+        MemoryText(s, p, "kv_cache_bytes"), Escape(PeakMemoryText(s, p)),
         MeanLatency(s, p, strategy));
     for (const auto& t : tasks) {
       const auto* c = FindCell(s, p, t, strategy);
@@ -433,7 +433,7 @@ std::string Cards(const nlohmann::json& s) {
                                                    : "not established";
     h += fmt::format(
         "<div class=\"card\" style=\"--c:{}\"><div class=\"p\">{}</div>"
-        "<div class=\"k\">weights · peak RSS</div><div class=\"v\">{} · "
+        "<div class=\"k\">weights · peak memory</div><div class=\"v\">{} · "
         "{}</div>"
         "<div class=\"k\">latency / example · mean main metric</div>"
         "<div class=\"v\">{:.1f} ms · {:.3f}</div>"

@@ -346,6 +346,7 @@ EvalSummary RunEval(const EvalOptions& o, BackendSet& backends,
           m.weights_bytes = static_cast<int64_t>(mem->weights_bytes);
           m.kv_cache_bytes = static_cast<int64_t>(mem->kv_cache_bytes);
           m.scratch_bytes = static_cast<int64_t>(mem->scratch_bytes);
+          m.memory_source = mem->source;
         }
         m.threads = backend->threads();
         // Requests per Generate call (at most; the last call of a cell

@@ -184,9 +184,25 @@ CREATE TABLE measurements(
   fingerprint TEXT NOT NULL, precision TEXT NOT NULL, task TEXT NOT NULL,
   strategy TEXT NOT NULL, load_ms REAL, peak_rss_bytes INTEGER,
   weights_bytes INTEGER, kv_cache_bytes INTEGER, scratch_bytes INTEGER,
-  threads INTEGER, batch INTEGER, examples INTEGER,
+  threads INTEGER, batch INTEGER, examples INTEGER, memory_source TEXT,
   PRIMARY KEY(fingerprint, precision, task, strategy));
 )sql";
+
+// Version 1 -> 2: measurements.memory_source. Version 1 stores were written
+// by bioquant's engine (its process RSS) or a server (nothing measured).
+constexpr const char* kMigrate1To2 = R"sql(
+ALTER TABLE measurements ADD COLUMN memory_source TEXT;
+UPDATE measurements SET memory_source =
+  CASE WHEN peak_rss_bytes IS NULL THEN 'not measured' ELSE 'cpu-rss' END;
+UPDATE meta SET value = '2' WHERE key = 'schema_version';
+)sql";
+
+// The column expression that reads memory_source in a store of `version`.
+const char* MemorySourceColumn(int version) {
+  return version >= 2 ? "memory_source"
+                      : "CASE WHEN peak_rss_bytes IS NULL THEN 'not measured' "
+                        "ELSE 'cpu-rss' END";
+}
 
 std::map<std::string, std::string> ReadMeta(sqlite3* db,
                                             const std::string& path) {
@@ -215,10 +231,10 @@ void CheckVersion(const std::map<std::string, std::string>& meta,
   auto it = meta.find("schema_version");
   if (it == meta.end())
     Fail("{}: not a bioquant run store (no schema_version)", path);
-  if (it->second != std::to_string(kStoreSchemaVersion)) {
+  if (it->second != std::to_string(kStoreSchemaVersion) && it->second != "1") {
     Fail(
         "{}: run store schema version {} is not supported (this bioquant reads "
-        "version {})",
+        "versions 1 to {})",
         path, it->second, kStoreSchemaVersion);
   }
 }
@@ -263,8 +279,12 @@ std::vector<std::string> ConfigDifferences(const nlohmann::json& a,
   return {keys.begin(), keys.end()};
 }
 
-RunStore::RunStore(std::string path, sqlite3* db, std::string fingerprint)
-    : path_(std::move(path)), db_(db), fingerprint_(std::move(fingerprint)) {}
+RunStore::RunStore(std::string path, sqlite3* db, std::string fingerprint,
+                   int version)
+    : path_(std::move(path)),
+      db_(db),
+      fingerprint_(std::move(fingerprint)),
+      version_(version) {}
 
 RunStore::~RunStore() { sqlite3_close_v2(db_); }
 
@@ -285,11 +305,13 @@ std::unique_ptr<RunStore> RunStore::Open(const std::string& run_dir,
     // Check on a read-only connection first, so that a refused store is left
     // byte-for-byte untouched (a read-write close may checkpoint the WAL).
     std::string stored_fp;
+    int version = kStoreSchemaVersion;
     {
       DbHandle ro;
       OpenReadOnly(path, &ro);
       const auto meta = ReadMeta(ro.db, path);
       CheckVersion(meta, path);
+      version = std::stoi(meta.at("schema_version"));
       stored_fp =
           meta.count("model_fingerprint") ? meta.at("model_fingerprint") : "";
       if (check) {
@@ -310,11 +332,23 @@ std::unique_ptr<RunStore> RunStore::Open(const std::string& run_dir,
     if (check) {
       OpenDb(path, SQLITE_OPEN_READWRITE, &h);
       Exec(h.db, path, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+      if (version == 1) {
+        // Only after every check passed: a refused store stays untouched.
+        Exec(h.db, path, "BEGIN IMMEDIATE");
+        try {
+          Exec(h.db, path, kMigrate1To2);
+          Exec(h.db, path, "COMMIT");
+        } catch (...) {
+          sqlite3_exec(h.db, "ROLLBACK", nullptr, nullptr, nullptr);
+          throw;
+        }
+        version = kStoreSchemaVersion;
+      }
     } else {
       OpenReadOnly(path, &h);
     }
     return std::unique_ptr<RunStore>(
-        new RunStore(path, h.Release(), stored_fp));
+        new RunStore(path, h.Release(), stored_fp, version));
   }
   if (!create) {
     Fail("{}: no run store here (bioquant eval --out {} creates one)", path,
@@ -346,7 +380,7 @@ std::unique_ptr<RunStore> RunStore::Open(const std::string& run_dir,
     throw;
   }
   return std::unique_ptr<RunStore>(
-      new RunStore(path, h.Release(), fingerprint));
+      new RunStore(path, h.Release(), fingerprint, kStoreSchemaVersion));
 }
 
 bool RunStore::Has(const GenerationKey& k) const {
@@ -415,7 +449,8 @@ void RunStore::PutMeasurement(const MeasurementRow& m) {
       "INSERT OR REPLACE INTO measurements(fingerprint, precision, task, "
       "strategy, "
       "load_ms, peak_rss_bytes, weights_bytes, kv_cache_bytes, scratch_bytes, "
-      "threads, batch, examples) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+      "threads, batch, examples, memory_source) "
+      "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.Bind(fingerprint_)
       .Bind(m.precision)
       .Bind(m.task)
@@ -426,6 +461,7 @@ void RunStore::PutMeasurement(const MeasurementRow& m) {
       .BindIf(mem, m.weights_bytes)
       .BindIf(mem, m.kv_cache_bytes);
   s.BindIf(mem, m.scratch_bytes).Bind(m.threads).Bind(m.batch).Bind(m.examples);
+  s.Bind(mem ? m.memory_source : std::string("not measured"));
   s.Step();
 }
 
@@ -479,12 +515,13 @@ std::vector<GenerationRow> RunStore::Rows(const RowFilter& f) const {
 }
 
 std::vector<MeasurementRow> RunStore::Measurements() const {
-  Stmt s(db_, path_,
-         "SELECT precision, task, strategy, load_ms, peak_rss_bytes, "
-         "weights_bytes, "
-         "kv_cache_bytes, scratch_bytes, threads, batch, examples FROM "
-         "measurements "
-         "WHERE fingerprint=? ORDER BY precision, task, strategy");
+  const std::string sql = fmt::format(
+      "SELECT precision, task, strategy, load_ms, peak_rss_bytes, "
+      "weights_bytes, kv_cache_bytes, scratch_bytes, threads, batch, "
+      "examples, {} FROM measurements WHERE fingerprint=? ORDER BY "
+      "precision, task, strategy",
+      MemorySourceColumn(version_));
+  Stmt s(db_, path_, sql.c_str());
   s.Bind(fingerprint_);
   std::vector<MeasurementRow> out;
   while (s.Step()) {
@@ -501,6 +538,8 @@ std::vector<MeasurementRow> RunStore::Measurements() const {
     m.threads = static_cast<int>(s.Int(8));
     m.batch = static_cast<int>(s.Int(9));
     m.examples = s.Int(10);
+    m.memory_source = s.Text(11);
+    if (m.memory_source.empty()) m.memory_source = "cpu-rss";
     out.push_back(std::move(m));
   }
   return out;

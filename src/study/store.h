@@ -10,7 +10,15 @@
 //     configuration the run was created with), created_at (UTC ISO-8601).
 //   generations(... PRIMARY KEY(fingerprint, precision, task, strategy,
 //     template, example_id, sample))  — one row per generated completion.
-//   measurements(... PRIMARY KEY(fingerprint, precision, task, strategy)).
+//   measurements(... PRIMARY KEY(fingerprint, precision, task, strategy)),
+//     memory_source: what peak_rss_bytes measured (BackendMemory::source:
+//     "cpu-rss", "gpu-allocated", "gpu-reserved"; "not measured").
+//
+// Version history: 1 had no memory_source. A version-1 store opened for
+// writing is migrated in place (the column added, filled with "cpu-rss"
+// where memory was measured — version 1 had only bioquant's engine to
+// measure — and "not measured" where not; schema_version set to 2); read
+// for a report it is read as if migrated, and left untouched.
 //
 // Durability: every Put is its own transaction; WAL + synchronous=NORMAL
 // survives SIGKILL of the process (only an OS crash can lose the last rows,
@@ -29,7 +37,7 @@ struct sqlite3;
 
 namespace bioquant {
 
-inline constexpr int kStoreSchemaVersion = 1;
+inline constexpr int kStoreSchemaVersion = 2;
 
 // Primary key of a generation row (fingerprint is the store's own).
 struct GenerationKey {
@@ -86,6 +94,9 @@ struct MeasurementRow {
   int batch = 1;
   int64_t examples = 0;  // examples finished under this measurement
   bool memory_measured = true;
+  // What peak_rss_bytes is (BackendMemory::source); "not measured" when
+  // !memory_measured.
+  std::string memory_source = "cpu-rss";
 };
 
 // Filters for RunStore::Rows; an unset field matches everything.
@@ -147,11 +158,12 @@ class RunStore {
   nlohmann::json Meta() const;
 
  private:
-  RunStore(std::string path, sqlite3* db, std::string fingerprint);
+  RunStore(std::string path, sqlite3* db, std::string fingerprint, int version);
 
   std::string path_;
   sqlite3* db_;
   std::string fingerprint_;
+  int version_;  // of the file as read (1 when read-only and not migrated)
 };
 
 // Top-level keys whose values differ between two configurations ("seed",

@@ -260,6 +260,7 @@ nlohmann::json CellJson(const Cell& c, const MetricSet& set,
   if (m) {
     // Byte fields are 0 when the backend could not measure them.
     j["memory"] = {{"measured", m->memory_measured},
+                   {"source", m->memory_source},
                    {"load_ms", m->load_ms},
                    {"peak_rss_bytes", m->peak_rss_bytes},
                    {"weights_bytes", m->weights_bytes},
@@ -662,6 +663,15 @@ nlohmann::json SummaryFromScores(const nlohmann::json& scores) {
   const std::string ref = scores.value("reference_precision", "");
   s["reference_precision"] = ref;
   s["criterion"] = scores.value("criterion", "relative drop <= 5%");
+  {
+    const nlohmann::json& meta = scores.value("meta", nlohmann::json());
+    const nlohmann::json cfg =
+        meta.is_object() ? meta.value("config", nlohmann::json()) : nullptr;
+    s["backend"] =
+        cfg.is_object() && cfg.contains("backend") && cfg["backend"].is_string()
+            ? cfg["backend"].get<std::string>()
+            : std::string("local");
+  }
   s["precisions"] = nlohmann::json::array();
   const std::string first_strategy =
       scores["strategies"].empty() ? ""
@@ -672,12 +682,15 @@ nlohmann::json SummaryFromScores(const nlohmann::json& scores) {
     e["precision"] = p;
     int64_t weights = 0, rss = 0;
     bool any_memory = false, measured = false;
+    std::string source;
     std::vector<double> lat, main;
     for (const auto& c : scores["cells"]) {
       if (c["precision"] != p) continue;
       if (c["memory"].is_object()) {
         any_memory = true;
         measured = measured || c["memory"].value("measured", true);
+        if (source.empty() || c["memory"].value("measured", true))
+          source = c["memory"].value("source", "cpu-rss");
         weights = std::max<int64_t>(
             weights, c["memory"]["weights_bytes"].get<int64_t>());
         rss = std::max<int64_t>(rss,
@@ -711,6 +724,8 @@ nlohmann::json SummaryFromScores(const nlohmann::json& scores) {
     e["weights_bytes"] = weights;
     e["peak_rss_bytes"] = rss;
     e["memory_measured"] = !any_memory || measured;
+    // What peak_rss_bytes measured ("cpu-rss", "gpu-allocated", ...).
+    e["memory_source"] = any_memory ? source : "not measured";
     e["latency_ms_mean"] = Mean(lat);
     e["main_metric_mean"] = Mean(main);
     e["tasks"] = per_task;

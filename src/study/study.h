@@ -60,7 +60,9 @@ struct StudyOptions {
 //     latency_ms: {mean, p50, p95} (per example, SC samples summed),
 //     prefill_tokens_per_s, decode_tokens_per_s,
 //     tokens_in: {mean, total}, tokens_out: {mean, total},
-//     memory: {load_ms, peak_rss_bytes, weights_bytes, kv_cache_bytes,
+//     memory: {measured, source ("cpu-rss" | "gpu-allocated" |
+//              "gpu-reserved" | "not measured": what peak_rss_bytes is),
+//              load_ms, peak_rss_bytes, weights_bytes, kv_cache_bytes,
 //              scratch_bytes, threads, batch} | null}],
 //  "comparisons": [{precision, reference, task, strategy, template, metric,
 //     paired_examples, reference_value, value, delta, delta_ci_low,
@@ -90,10 +92,14 @@ inline nlohmann::json ScoreRun(const RunStore& store, uint64_t seed,
 //  "precisions": [{"precision": "nf4", "relative_drop": mean over the
 //     compared (task, strategy) cells, "ci_supports_within_5pct": every
 //     compared cell "supported", "weights_bytes": max over measurements,
-//     "peak_rss_bytes": max, "latency_ms_mean": mean over cells,
+//     "peak_rss_bytes": max, "memory_source": what it measured (cells'
+//     memory.source), "latency_ms_mean": mean over cells,
 //     "main_metric_mean": mean primary metric over cells,
 //     "tasks": {task: {"relative_drop", "criterion"}} (first strategy)}]}
 // The reference precision has relative_drop 0 and ci_supports true.
+// Top level also: "backend": "local" | "transformers" | "openai" (from the
+// store's configuration), which `plan --run` needs to know what the
+// measured memory is comparable with.
 nlohmann::json SummaryFromScores(const nlohmann::json& scores);
 
 // Writes scores["summary"] to path (pretty JSON).

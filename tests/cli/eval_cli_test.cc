@@ -234,6 +234,12 @@ TEST(EvalCli, AStoreFromBeforeTheBackendSeamResumes) {
   EXPECT_NE(r.err.find("0 new completions, 2 resumed"), std::string::npos)
       << r.err;
   EXPECT_EQ(RunStore::OpenForRead(run)->Rows().size(), 2u);
+  // Resuming migrated it to the current schema; its measurement is labelled
+  // as what bioquant's engine measured.
+  auto store = RunStore::OpenForRead(run);
+  EXPECT_EQ(store->Meta()["schema_version"], kStoreSchemaVersion);
+  ASSERT_FALSE(store->Measurements().empty());
+  EXPECT_EQ(store->Measurements()[0].memory_source, "cpu-rss");
 }
 
 }  // namespace

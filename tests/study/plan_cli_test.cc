@@ -180,6 +180,49 @@ TEST(PlanCliTest, TokenizerCountsInCpuOverhead) {
                 e["detail"]["load_transient"].get<uint64_t>());
 }
 
+// --run compares the prediction with what the run measured, when the two
+// are the same quantity: the gpu plan with transformers' CUDA peak (without
+// the CUDA context, which torch does not see), the cpu plan with bioquant's
+// process RSS; transformers on the CPU is listed as not comparable.
+TEST(PlanCliTest, RunMemoryIsComparedWithThePrediction) {
+  const std::string dir = WriteModel();
+  const std::string run = testing::TempDir("plan_run_mem");
+  WriteFile(run + "/summary.json",
+            R"({"backend": "transformers", "precisions": [
+                {"precision": "bf16", "relative_drop": 0.0,
+                 "peak_rss_bytes": 3000000000, "memory_source": "gpu-allocated"},
+                {"precision": "nf4", "relative_drop": 0.01,
+                 "peak_rss_bytes": 1000000000, "memory_source": "gpu-allocated"},
+                {"precision": "int8", "relative_drop": 0.01,
+                 "memory_measured": false, "peak_rss_bytes": 0}]})");
+  const auto j = PlanJson(
+      {"--model", dir, "--memory", "8GiB", "--device", "gpu", "--run", run});
+  ASSERT_TRUE(j.contains("measured_memory")) << j.dump();
+  ASSERT_EQ(j["measured_memory"].size(), 2u);  // int8 measured nothing
+  for (const auto& m : j["measured_memory"]) {
+    EXPECT_TRUE(m["comparable"].get<bool>());
+    EXPECT_EQ(m["source"], "gpu-allocated");
+    for (const auto& p : j["precisions"]) {
+      if (p["precision"] != m["precision"]) continue;
+      const auto& c = p["components"];
+      EXPECT_EQ(m["predicted_bytes"].get<uint64_t>(),
+                c["weights"].get<uint64_t>() + c["kv_cache"].get<uint64_t>() +
+                    c["activations"].get<uint64_t>());
+    }
+    EXPECT_NEAR(
+        m["measured_over_predicted"].get<double>(),
+        m["measured_bytes"].get<double>() / m["predicted_bytes"].get<double>(),
+        1e-9);
+  }
+  const auto r = RunBioquant({"plan", "--model", dir, "--memory", "8GiB",
+                              "--device", "cpu", "--run", run});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("measured by the run (transformers backend)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("not comparable"), std::string::npos) << r.out;
+}
+
 TEST(PlanCliTest, RunSummaryDecides) {
   const std::string dir = WriteModel();
   const std::string run = testing::TempDir("plan_run");

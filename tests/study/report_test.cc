@@ -96,6 +96,31 @@ TEST(SvgTest, ForestCutsLongIntervalsWithArrowsAndDrawsTheThreshold) {
   EXPECT_NE(s.find(">chemprot</text>"), std::string::npos);
 }
 
+// The transformers backend on CUDA measures torch's allocator: Table 1,
+// the CSV and the summary say so next to the figure.
+TEST(ReportMemoryTest, PeakMemoryIsLabelledWithWhatWasMeasured) {
+  const std::string dir = testing::TempDir("report_gpu");
+  MakeStudyStore(dir);
+  nlohmann::json scores = ScoreRun(*RunStore::OpenForRead(dir), 1, 20);
+  for (auto& c : scores["cells"]) {
+    if (c["memory"].is_object() && c["precision"] == "nf4")
+      c["memory"]["source"] = "gpu-reserved";
+  }
+  scores["summary"] = SummaryFromScores(scores);
+  const std::string md = RenderMarkdown(scores);
+  EXPECT_NE(md.find("| 1.00 GiB (GPU reserved) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 3.00 GiB (CPU RSS) |"), std::string::npos) << md;
+  const std::string csv = RenderCsv(scores);
+  EXPECT_NE(csv.find(",memory_source,"), std::string::npos);
+  EXPECT_NE(csv.find(",gpu-reserved,"), std::string::npos);
+  for (const auto& p : scores["summary"]["precisions"]) {
+    EXPECT_EQ(p["memory_source"],
+              p["precision"] == "nf4" ? "gpu-reserved" : "cpu-rss");
+  }
+  EXPECT_NE(SummaryText(scores).find("GPU reserved"), std::string::npos);
+  EXPECT_EQ(report::MemorySourceLabel("gpu-allocated"), "GPU allocated");
+}
+
 TEST_F(ReportTest, JsonIsTheScoredRun) {
   const auto j =
       nlohmann::json::parse(RenderReport(*scores_, ReportFormat::kJson));
@@ -147,9 +172,10 @@ TEST_F(ReportTest, MarkdownHasTable1AndComparisons) {
   const std::string md = RenderReport(*scores_, ReportFormat::kMarkdown);
   EXPECT_NE(md.find("## Table 1 — zero-shot"), std::string::npos);
   EXPECT_NE(md.find("## Table 1 — sc:3"), std::string::npos);
-  EXPECT_NE(md.find("| bf16 | bf16 | 2.00 GiB | 3.00 GiB |"), std::string::npos)
+  EXPECT_NE(md.find("| bf16 | bf16 | 2.00 GiB | 3.00 GiB (CPU RSS) |"),
+            std::string::npos)
       << md;
-  EXPECT_NE(md.find("| nf4 | w4a16 | 600.0 MiB | 1.00 GiB |"),
+  EXPECT_NE(md.find("| nf4 | w4a16 | 600.0 MiB | 1.00 GiB (CPU RSS) |"),
             std::string::npos)
       << md;
   EXPECT_NE(md.find("### pubmedqa (accuracy)"), std::string::npos);

@@ -77,7 +77,7 @@ class FakeBackend : public Backend {
   std::string Compute() const override { return "fake-" + label_; }
   std::optional<BackendMemory> Memory() const override {
     if (label_ != "bf16") return std::nullopt;  // like a remote server
-    return BackendMemory{1000, 200, 30, 4000};
+    return BackendMemory{1000, 200, 30, 4000, "gpu-allocated"};
   }
   int threads() const override { return 7; }
 
@@ -226,6 +226,9 @@ TEST(RunnerTest, StoresWhatTheBackendReturnsAndScoresIt) {
     EXPECT_EQ(m.examples, n);
     EXPECT_EQ(m.weights_bytes, m.precision == "bf16" ? 1000 : 0);
     EXPECT_EQ(m.peak_rss_bytes, m.precision == "bf16" ? 4000 : 0);
+    // What the backend says it measured, or that nothing was.
+    EXPECT_EQ(m.memory_source,
+              m.precision == "bf16" ? "gpu-allocated" : "not measured");
   }
   const auto manifest = ReadJsonFile(out + "/manifest.json");
   EXPECT_EQ(manifest["model"], "fake");

@@ -151,6 +151,53 @@ TEST(RunStoreTest, MeasurementsAreUpserted) {
   EXPECT_DOUBLE_EQ(ms[0].load_ms, 120.0);
 }
 
+// Schema 1 (before memory_source; checked in from that version): read as
+// is for a report, the file untouched; migrated when opened to resume, its
+// measurements labelled as bioquant's engine measured them.
+TEST(RunStoreTest, SchemaOneIsReadAsIsAndMigratedWhenResumed) {
+  const std::string dir = testing::TempDir("store");
+  std::filesystem::copy_file(
+      testing::SourceDir() + "/tests/cli/fixtures/store_schema1/store.sqlite",
+      dir + "/store.sqlite");
+  const std::string before = StoreBytes(dir);
+  nlohmann::json meta;
+  {
+    auto s = RunStore::OpenForRead(dir);
+    meta = s->Meta();
+    EXPECT_EQ(meta["schema_version"], 1);
+    const auto ms = s->Measurements();
+    ASSERT_EQ(ms.size(), 1u);
+    EXPECT_EQ(ms[0].memory_source, "cpu-rss");
+    EXPECT_TRUE(ms[0].memory_measured);
+  }
+  EXPECT_EQ(StoreBytes(dir), before);
+  {
+    auto s =
+        RunStore::Open(dir, meta["model_fingerprint"], meta["config"], true);
+    EXPECT_EQ(s->Meta()["schema_version"], kStoreSchemaVersion);
+    EXPECT_EQ(s->Measurements()[0].memory_source, "cpu-rss");
+    MeasurementRow m{"nf4", "pubmedqa", "zero-shot", 1.0, 0, 0, 0, 0, 1, 4, 2};
+    m.memory_measured = false;
+    s->PutMeasurement(m);
+  }
+  auto s = RunStore::OpenForRead(dir);
+  EXPECT_EQ(s->Meta()["schema_version"], 2);
+  for (const auto& m : s->Measurements()) {
+    EXPECT_EQ(m.memory_source,
+              m.precision == "nf4" ? "not measured" : "cpu-rss");
+  }
+}
+
+TEST(RunStoreTest, MemorySourceIsStored) {
+  const std::string dir = testing::TempDir("store");
+  auto s = RunStore::Open(dir, "fp1", Config(), true);
+  MeasurementRow m{"nf4", "chemprot", "zero-shot", 120.0, 1000, 500,
+                   50,    20,         2,           1,     3};
+  m.memory_source = "gpu-allocated";
+  s->PutMeasurement(m);
+  EXPECT_EQ(s->Measurements()[0].memory_source, "gpu-allocated");
+}
+
 TEST(RunStoreTest, RefusesAnotherModelAndLeavesStoreUntouched) {
   const std::string dir = testing::TempDir("store");
   {
