@@ -20,9 +20,8 @@ nlohmann::ordered_json ReadOrderedJson(const std::string& path) {
   const std::string text = ReadFile(path);
   try {
     return ParseJson<nlohmann::ordered_json>(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    Fail("{}: malformed JSON at byte {} ({})", path, e.byte,
-         JsonErrorReason(e));
+  } catch (const nlohmann::json::exception& e) {
+    Fail("{}: malformed JSON {}", path, JsonErrorWhere(e));
   }
 }
 

@@ -99,7 +99,7 @@ NpyArray ReadNpyF32(const std::string& path) {
       std::memcpy(&d, s.data() + body + i * 8, 8);
       a.data[i] = static_cast<float>(d);
     }
-  } else {
+  } else if (n > 0) {  // an empty array has no buffer to copy into
     std::memcpy(a.data.data(), s.data() + body, n * 4);
   }
   return a;

@@ -94,9 +94,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : map_(path) {
   nlohmann::json header;
   try {
     header = ParseJson(header_json_);
-  } catch (const nlohmann::json::parse_error& e) {
-    Fail("{}: malformed JSON header at byte {} ({})", path, e.byte,
-         JsonErrorReason(e));
+  } catch (const nlohmann::json::exception& e) {
+    Fail("{}: malformed JSON header {}", path, JsonErrorWhere(e));
   }
   if (!header.is_object()) Fail("{}: header is not a JSON object", path);
   const uint8_t* data = map_.data() + 8 + header_len;

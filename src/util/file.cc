@@ -52,9 +52,8 @@ nlohmann::json ReadJsonFile(const std::string& path) {
   const std::string text = ReadFile(path);
   try {
     return ParseJson(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    Fail("{}: malformed JSON at byte {} ({})", path, e.byte,
-         JsonErrorReason(e));
+  } catch (const nlohmann::json::exception& e) {
+    Fail("{}: malformed JSON {}", path, JsonErrorWhere(e));
   }
 }
 

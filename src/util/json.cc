@@ -27,9 +27,26 @@ size_t JsonDepthExceededAt(std::string_view text, int max_depth) {
 }
 
 std::string JsonErrorReason(const nlohmann::json::exception& e) {
-  const std::string what = e.what();
-  const size_t colon = what.find(": ");
-  return colon == std::string::npos ? what : what.substr(colon + 2);
+  std::string what = e.what();
+  // "[json.exception.parse_error.101] parse error at line 1, column 2: why"
+  // or "[json.exception.out_of_range.406] why".
+  if (!what.empty() && what[0] == '[') {
+    const size_t close = what.find("] ");
+    if (close != std::string::npos) what = what.substr(close + 2);
+  }
+  if (what.rfind("parse error", 0) == 0) {
+    const size_t colon = what.find(": ");
+    if (colon != std::string::npos) what = what.substr(colon + 2);
+  }
+  return what;
+}
+
+std::string JsonErrorWhere(const nlohmann::json::exception& e) {
+  if (const auto* pe = dynamic_cast<const nlohmann::json::parse_error*>(&e)) {
+    return "at byte " + std::to_string(pe->byte) + " (" + JsonErrorReason(e) +
+           ")";
+  }
+  return "(" + JsonErrorReason(e) + ")";
 }
 
 }  // namespace bioquant

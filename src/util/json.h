@@ -37,4 +37,8 @@ J ParseJson(std::string_view text, bool allow_exceptions = true) {
 // prefix (e.g. "syntax error while parsing value - …" or the depth bound).
 std::string JsonErrorReason(const nlohmann::json::exception& e);
 
+// "at byte N (reason)" for a parse error, "(reason)" for another of the
+// parser's exceptions (a number too large for its type is out_of_range).
+std::string JsonErrorWhere(const nlohmann::json::exception& e);
+
 }  // namespace bioquant

@@ -59,5 +59,22 @@ TEST(Json, AFileNestedTooDeepIsAOneLineErrorNamingIt) {
   }
 }
 
+// nlohmann throws out_of_range, not parse_error, for a number too large for a
+// double (found by fuzzing safetensors headers: it escaped the reader).
+TEST(Json, ANumberTooLargeIsAOneLineErrorNamingTheFile) {
+  const std::string path = ::testing::TempDir() + "/huge.json";
+  WriteFile(path, "{\"shape\": [5e5555]}");
+  try {
+    ReadJsonFile(path);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(path + ": malformed JSON (number "
+                                                 "overflow",
+                                          0),
+              0u)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace bioquant
