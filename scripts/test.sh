@@ -12,3 +12,21 @@ if [ "${BIOQUANT_NO_MODELS:-0}" != 1 ]; then
     echo "test.sh: SmolLM2 not available; the real-model tests will skip" >&2
 fi
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$(nproc)" --timeout 900
+
+# The same tests again, built with clang under AddressSanitizer + UBSan (the
+# build also holds the libFuzzer targets), then every fuzz target for a few
+# seconds on its corpus and regressions (scripts/fuzz.sh TARGET SECONDS runs
+# one longer). Opt-in for now (BIOQUANT_SANITIZE=1): the whole suite has not
+# yet been seen green under the sanitizers within CI's time (README).
+# Left out under the sanitizers, for time only (each runs in the build
+# above): the Python cross-checks and the tests of real-size models.
+if [ "${BIOQUANT_SANITIZE:-0}" != 0 ]; then
+  SAN=${SAN_BUILD_DIR:-build-san}
+  FUZZ_BUILD_DIR=$SAN bash scripts/fuzz.sh none
+  cmake --build "$SAN" -j "$(nproc)"
+  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+  UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
+    ctest --test-dir "$SAN" --output-on-failure -j "$(nproc)" --timeout 1800 \
+      -LE crosscheck -E "${BIOQUANT_SANITIZE_EXCLUDE:-SmolLM2}"
+  FUZZ_BUILD_DIR=$SAN bash scripts/fuzz.sh all "${BIOQUANT_FUZZ_SECONDS:-15}"
+fi
