@@ -150,6 +150,28 @@ nlohmann::json Unavailable(const std::string& why) {
   return {{"available", false}, {"reason", why}};
 }
 
+// The RE examples of each rarity bucket (indices into ex, by the pair's
+// train count); empty when no sentence names its entity pair.
+std::vector<std::vector<size_t>> PairBucketIndices(
+    const std::vector<ReScored>& ex, const std::map<std::string, int64_t>& c) {
+  std::vector<std::vector<size_t>> idx(3);
+  bool any = false;
+  for (size_t i = 0; i < ex.size(); ++i) {
+    const int k = PairBucket(ex[i], c);
+    if (k >= 0) {
+      idx[k].push_back(i);
+      any = true;
+    }
+  }
+  if (!any) idx.clear();
+  return idx;
+}
+
+nlohmann::json PairsMasked() {
+  return Unavailable(
+      "the sentences do not name the entity pair (masked, e.g. @CHEMICAL$)");
+}
+
 }  // namespace
 
 std::string NormalizeForMatch(const std::string& s) {
@@ -263,15 +285,8 @@ nlohmann::json ReRarity(const std::vector<ReScored>& ex,
                         const std::vector<std::string>& labels,
                         const std::string& negative_label,
                         const BootstrapOptions& b) {
-  std::vector<std::vector<size_t>> idx(3);
-  for (size_t i = 0; i < ex.size(); ++i) {
-    const int k = PairBucket(ex[i], train_counts);
-    if (k >= 0) idx[k].push_back(i);
-  }
-  if (idx[0].empty() && idx[1].empty() && idx[2].empty()) {
-    return Unavailable(
-        "the sentences do not name the entity pair (masked, e.g. @CHEMICAL$)");
-  }
+  const auto idx = PairBucketIndices(ex, train_counts);
+  if (idx.empty()) return PairsMasked();
   nlohmann::json j = {{"available", true}, {"metric", "macro_f1"}};
   for (int k = 0; k < 3; ++k) {
     nlohmann::json bj = {{"examples", idx[k].size()}};
@@ -329,15 +344,8 @@ nlohmann::json PairedReRarity(
     const std::map<std::string, int64_t>& train_counts,
     const std::vector<std::string>& labels, const std::string& negative_label,
     const BootstrapOptions& b) {
-  std::vector<std::vector<size_t>> idx(3);
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const int k = PairBucket(ref[i], train_counts);
-    if (k >= 0) idx[k].push_back(i);
-  }
-  if (idx[0].empty() && idx[1].empty() && idx[2].empty()) {
-    return Unavailable(
-        "the sentences do not name the entity pair (masked, e.g. @CHEMICAL$)");
-  }
+  const auto idx = PairBucketIndices(ref, train_counts);
+  if (idx.empty()) return PairsMasked();
   nlohmann::json j = {{"available", true}, {"metric", "macro_f1"}};
   for (int k = 0; k < 3; ++k) {
     if (idx[k].empty()) {

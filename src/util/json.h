@@ -28,7 +28,9 @@ J ParseJson(std::string_view text, bool allow_exceptions = true) {
   if (at != std::string_view::npos) {
     if (!allow_exceptions) return J(J::value_t::discarded);
     throw nlohmann::json::parse_error::create(
-        101, at + 1, "JSON nested deeper than 512 levels", nullptr);
+        101, at + 1,
+        "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels",
+        nullptr);
   }
   return J::parse(text, nullptr, allow_exceptions);
 }
