@@ -31,15 +31,21 @@ PROMPTS = [
 ]
 
 
-def resident_bytes(host, port, headers):
+def server_metrics(host, port, headers):
+    """bioquant's /metrics values this script uses ({} from other servers)."""
     try:
         c = http.client.HTTPConnection(host, port, timeout=10)
         c.request("GET", "/metrics", headers=headers)
         body = c.getresponse().read().decode()
-        m = re.search(r"^bioquant_resident_memory_bytes (\S+)$", body, re.M)
-        return float(m.group(1)) if m else None
     except OSError:
-        return None
+        return {}
+    out = {}
+    for name in ("resident_memory_bytes", "generation_tokens_total",
+                 "decode_seconds_total", "prefill_seconds_total"):
+        m = re.search(r"^bioquant_%s (\S+)$" % name, body, re.M)
+        if m:
+            out[name] = float(m.group(1))
+    return out
 
 
 def main():
@@ -61,7 +67,7 @@ def main():
 
     latencies, failures, tokens = [], [], [0]
     lock = threading.Lock()
-    rss_start = resident_bytes(host, port, headers)
+    m_start = server_metrics(host, port, headers)
 
     def client(cid):
         conn = http.client.HTTPConnection(host, port, timeout=args.timeout)
@@ -110,7 +116,17 @@ def main():
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    rss_end = resident_bytes(host, port, headers)
+    m_end = server_metrics(host, port, headers)
+
+    def delta(name):
+        if name in m_start and name in m_end:
+            return m_end[name] - m_start[name]
+        return None
+
+    # The server's own view: tokens per second of decode steps alone (prompt
+    # prefill excluded), and the share of its time spent prefilling.
+    dec_s, pre_s = delta("decode_seconds_total"), delta("prefill_seconds_total")
+    gen = delta("generation_tokens_total")
     lat = sorted(latencies)
 
     def pct(p):
@@ -128,8 +144,11 @@ def main():
             "p50": pct(50), "p99": pct(99),
             "mean": statistics.mean(lat) if lat else None,
         },
-        "rss_start_bytes": rss_start,
-        "rss_end_bytes": rss_end,
+        "decode_tokens_per_s": round(gen / dec_s, 2) if dec_s else None,
+        "server_prefill_s": round(pre_s, 3) if pre_s is not None else None,
+        "server_decode_s": round(dec_s, 3) if dec_s is not None else None,
+        "rss_start_bytes": m_start.get("resident_memory_bytes"),
+        "rss_end_bytes": m_end.get("resident_memory_bytes"),
     }))
     return 1 if failures else 0
 

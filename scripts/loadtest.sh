@@ -44,7 +44,12 @@ python3 - "$ALONE" "$EIGHT" "$SIXTYFOUR" <<'EOF'
 import json, sys
 a, e, s = (json.loads(x) for x in sys.argv[1:])
 print(f"8-client aggregate / one alone: {e['tokens_per_s'] / a['tokens_per_s']:.2f}x "
-      f"({e['tokens_per_s']} vs {a['tokens_per_s']} tokens/s)")
+      f"({e['tokens_per_s']} vs {a['tokens_per_s']} tokens/s, end to end)")
+if e.get("decode_tokens_per_s") and a.get("decode_tokens_per_s"):
+    print(f"decode steps alone (server time, prefill excluded): "
+          f"{e['decode_tokens_per_s'] / a['decode_tokens_per_s']:.2f}x "
+          f"({e['decode_tokens_per_s']} vs {a['decode_tokens_per_s']} tokens/s; "
+          f"prefill {e['server_prefill_s']} s of {e['server_prefill_s'] + e['server_decode_s']:.2f} s with 8 clients)")
 print(f"64 clients: {s['failed']} failed of {s['requests']}, p50 {s['latency_s']['p50']:.2f} s, "
       f"p99 {s['latency_s']['p99']:.2f} s, {s['tokens_per_s']} tokens/s, "
       f"RSS {a['rss_start_bytes']/2**20:.0f} MiB before the first phase, {s['rss_start_bytes']/2**20:.0f} before the last, {s['rss_end_bytes']/2**20:.0f} after it")

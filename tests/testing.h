@@ -21,6 +21,20 @@ inline std::string SharedDir() {
   return std::string(BIOQUANT_SOURCE_DIR) + "/../shared";
 }
 
+// Built with AddressSanitizer (scripts/test.sh's second build): memory
+// figures then include its shadow memory and quarantine.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kUnderAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kUnderAsan = true;
+#else
+inline constexpr bool kUnderAsan = false;
+#endif
+#else
+inline constexpr bool kUnderAsan = false;
+#endif
+
 inline std::string OracleDir() { return SharedDir() + "/oracles"; }
 inline std::string BionlpDir() { return SharedDir() + "/data/bionlp"; }
 inline std::string SourceDir() { return BIOQUANT_SOURCE_DIR; }

@@ -331,7 +331,7 @@ QuantizeSummary QuantizeCheckpoint(const QuantizeOptions& o) {
       sink.Reserve(t.nbytes);
       sink.writer().Add(name, t.dtype, t.shape, t.data, t.nbytes);
     }
-    ReleasePages(t.data, t.nbytes);
+    ReleasePages(t);
   }
   sum.shards = sink.Finish();
   sum.tensors = sink.tensors();

@@ -65,6 +65,10 @@ void ReleasePages(const void* p, size_t n) {
   if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
 }
 
+void ReleasePages(const TensorView& t) {
+  if (t.mapped) ReleasePages(t.data, t.nbytes);
+}
+
 int64_t TensorView::numel() const {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
@@ -153,6 +157,15 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : map_(path) {
       }
       t.data = data + b;
       t.nbytes = e - b;
+      if (reinterpret_cast<uintptr_t>(t.data) % DTypeSize(t.dtype) != 0) {
+        // Misaligned for its element type (a writer that neither pads the
+        // header nor orders tensors by element size): an aligned copy.
+        auto& copy = aligned_copies_.emplace_back(
+            std::make_unique<uint64_t[]>((t.nbytes + 7) / 8));
+        std::memcpy(copy.get(), t.data, t.nbytes);
+        t.data = reinterpret_cast<const uint8_t*>(copy.get());
+        t.mapped = false;
+      }
       ranges.emplace_back(b, e);
       tensors_.emplace(name, std::move(t));
     });
@@ -258,6 +271,22 @@ uint64_t TensorStore::MappedBytes() const {
   return n;
 }
 
+namespace {
+
+// Indices 0..n-1 ordered by element size, largest first, ties in their
+// given order: with an 8-aligned data section every tensor then starts at a
+// multiple of its element size.
+template <class SizeOf>
+std::vector<size_t> AlignedOrder(size_t n, SizeOf size_of) {
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return size_of(a) > size_of(b); });
+  return order;
+}
+
+}  // namespace
+
 void SafetensorsWriter::Add(const std::string& name, DType dtype,
                             std::vector<int64_t> shape, const void* data,
                             size_t nbytes) {
@@ -297,10 +326,17 @@ void SafetensorsWriter::Write(const std::string& path) const {
     for (const auto& [k, v] : metadata_) meta[k] = v;
     header["__metadata__"] = meta;
   }
-  for (const auto& e : entries_) {
+  // Data laid out by element size, largest first (as the Rust crate does),
+  // so every tensor is aligned to its element size in the mapped file.
+  const std::vector<size_t> order = AlignedOrder(
+      entries_.size(), [&](size_t i) { return DTypeSize(entries_[i].dtype); });
+  size_t off = 0;
+  for (size_t i : order) {
+    const Entry& e = entries_[i];
     header[e.name] = {{"dtype", DTypeName(e.dtype)},
                       {"shape", e.shape},
-                      {"data_offsets", {e.begin, e.end}}};
+                      {"data_offsets", {off, off + (e.end - e.begin)}}};
+    off += e.end - e.begin;
   }
   std::string h = header.dump();
   while ((8 + h.size()) % 8 != 0) h.push_back(' ');  // align the data section
@@ -311,9 +347,12 @@ void SafetensorsWriter::Write(const std::string& path) const {
   uint64_t n = h.size();
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
   bool ok = std::fwrite(len, 1, 8, f) == 8 &&
-            std::fwrite(h.data(), 1, h.size(), f) == h.size() &&
-            (data_.empty() ||
-             std::fwrite(data_.data(), 1, data_.size(), f) == data_.size());
+            std::fwrite(h.data(), 1, h.size(), f) == h.size();
+  for (size_t i : order) {
+    const Entry& e = entries_[i];
+    const size_t n = e.end - e.begin;
+    ok = ok && (n == 0 || std::fwrite(data_.data() + e.begin, 1, n, f) == n);
+  }
   int err = ok ? 0 : errno;
   if (std::fclose(f) != 0 && ok) {
     ok = false;
@@ -348,12 +387,19 @@ SafetensorsStreamWriter::SafetensorsStreamWriter(
     for (const auto& [k, v] : metadata) meta[k] = v;
     header["__metadata__"] = meta;
   }
+  // Laid out by element size (aligned, as Write); Append still takes them in
+  // declaration order and seeks to each one's place.
+  const std::vector<size_t> order = AlignedOrder(
+      decls_.size(), [&](size_t i) { return DTypeSize(decls_[i].dtype); });
+  offsets_.assign(decls_.size(), 0);
   size_t off = 0;
-  for (const auto& d : decls_) {
+  for (size_t i : order) {
+    const Decl& d = decls_[i];
     const size_t n = DeclBytes(d);
     header[d.name] = {{"dtype", DTypeName(d.dtype)},
                       {"shape", d.shape},
                       {"data_offsets", {off, off + n}}};
+    offsets_[i] = off;
     off += n;
   }
   std::string h = header.dump();
@@ -365,6 +411,7 @@ SafetensorsStreamWriter::SafetensorsStreamWriter(
   uint8_t len[8];
   const uint64_t n = h.size();
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
+  data_start_ = 8 + h.size();
   if (std::fwrite(len, 1, 8, f) != 8 ||
       std::fwrite(h.data(), 1, h.size(), f) != h.size()) {
     const int err = errno;
@@ -391,8 +438,10 @@ void SafetensorsStreamWriter::Append(const std::string& name, const void* data,
     Fail("{}: tensor {} has {} bytes, declared {}", path_, name, nbytes,
          DeclBytes(decls_[next_]));
   }
-  if (nbytes &&
-      std::fwrite(data, 1, nbytes, static_cast<FILE*>(file_)) != nbytes) {
+  FILE* f = static_cast<FILE*>(file_);
+  if (nbytes && (std::fseek(f, static_cast<long>(data_start_ + offsets_[next_]),
+                            SEEK_SET) != 0 ||
+                 std::fwrite(data, 1, nbytes, f) != nbytes)) {
     Fail("{}: write failed for tensor {} ({})", path_, name,
          std::strerror(errno));
   }

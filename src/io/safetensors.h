@@ -26,14 +26,19 @@ const char* DTypeName(DType t);
 DType ParseDType(const std::string& name);
 size_t DTypeSize(DType t);
 
-// A tensor inside a mapped file. `data` points into the mmap.
+// A tensor inside a mapped file. `data` points into the mmap, aligned to
+// the element size: a tensor the file stores at an offset that is not (the
+// format allows any offset) is copied once into an aligned buffer that the
+// file object owns (`mapped` false), so every reader may load its elements
+// as their own type.
 struct TensorView {
   std::string name;
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
   const uint8_t* data = nullptr;
   size_t nbytes = 0;
-  std::string file;  // the file it lives in, for error messages
+  std::string file;    // the file it lives in, for error messages
+  bool mapped = true;  // false: an aligned copy (see above)
 
   int64_t numel() const;
   std::string ShapeString() const;  // "[2048, 5632]"
@@ -43,6 +48,9 @@ struct TensorView {
 // stays mapped; touching it again reads it back). Used after a tensor was
 // converted or quantized, so loading at nf4 never holds the f16 model.
 void ReleasePages(const void* p, size_t n);
+// The same for a tensor; nothing for an aligned copy (its pages are not
+// backed by the file, so dropping them would lose the data).
+void ReleasePages(const TensorView& t);
 
 // One .safetensors file. Validates: header length within the file, JSON,
 // known dtypes, shape x dtype == byte size, offsets inside the data section,
@@ -61,6 +69,7 @@ class SafetensorsFile {
 
  private:
   MappedFile map_;
+  std::vector<std::unique_ptr<uint64_t[]>> aligned_copies_;
   std::map<std::string, TensorView> tensors_;
   std::map<std::string, std::string> metadata_;
   std::string header_json_;
@@ -94,7 +103,8 @@ class TensorStore {
 };
 
 // Builds a safetensors file in memory-friendly fashion: tensors are appended
-// (copied) and written in insertion order with 8-byte aligned header padding.
+// (copied); the header is padded to 8 bytes and the data laid out by element
+// size, largest first (ties in insertion order), so each tensor is aligned.
 class SafetensorsWriter {
  public:
   void Add(const std::string& name, DType dtype, std::vector<int64_t> shape,
@@ -119,8 +129,9 @@ class SafetensorsWriter {
 };
 
 // Writes a file whose tensors are produced one at a time (checkpoints larger
-// than memory): the header is fixed up front, then Append() must be called
-// once per declared tensor, in declaration order.
+// than memory): the header is fixed up front (data laid out as
+// SafetensorsWriter's), then Append() must be called once per declared
+// tensor, in declaration order.
 class SafetensorsStreamWriter {
  public:
   struct Decl {
@@ -138,6 +149,8 @@ class SafetensorsStreamWriter {
  private:
   std::string path_;
   std::vector<Decl> decls_;
+  std::vector<size_t> offsets_;  // per declared tensor, in the data section
+  size_t data_start_ = 0;        // 8 + header length
   size_t next_ = 0;
   void* file_ = nullptr;  // FILE*
 };

@@ -139,7 +139,17 @@ HWY_INLINE hn::Vec<DF> Lut16(DF df, const float* lut, const ScaledLut& t,
         kMask ? hn::And(codes,
                         hn::Set(du, static_cast<uint32_t>(hn::Lanes(df) - 1)))
               : codes;
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+    // AVX2 and every better x86 target (vpermps, 8 or 16 lanes): the indices
+    // are the lanes themselves, built directly, because IndicesFromVec's
+    // debug check (on under the sanitizers) insists on in-range lanes, which
+    // vpermps does not need. Elsewhere they are in range (masked above).
+    static_assert(!kMask);
+    using Idx = decltype(hn::IndicesFromVec(df, hn::Zero(di)));
+    const Idx idx{hn::BitCast(di, raw).raw};
+#else
     const auto idx = hn::IndicesFromVec(df, hn::BitCast(di, raw));
+#endif
     if constexpr (kLutVecs == 1) {
       return hn::TableLookupLanes(t.v[0], idx);
     } else if constexpr (kLutVecs == 2) {

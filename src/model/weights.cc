@@ -80,7 +80,7 @@ void StoreFloat(const TensorView& v, WeightFormat target, WeightMatrix* w,
     w->data = buf->data();
     *storage = buf;
     *resident = buf->size() * 4;
-    ReleasePages(v.data, v.nbytes);
+    ReleasePages(v);
     return;
   }
   auto buf = std::make_shared<std::vector<uint16_t>>(f.size());
@@ -91,7 +91,7 @@ void StoreFloat(const TensorView& v, WeightFormat target, WeightMatrix* w,
   w->data = buf->data();
   *storage = buf;
   *resident = buf->size() * 2;
-  ReleasePages(v.data, v.nbytes);
+  ReleasePages(v);
 }
 
 Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
@@ -114,7 +114,7 @@ Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
     l.w = q->View();
     l.storage = q;
     l.resident_bytes = PackedBytes(target, out, in, p.quant);
-    ReleasePages(v.data, v.nbytes);
+    ReleasePages(v);
   } else {
     float* f = WidenScratch(v, pool, scratch);
     auto q = std::make_shared<Quantized4bit>(Quantize4bit(
@@ -124,7 +124,7 @@ Linear LoadLinear(const TensorStore& s, const std::string& name, int64_t out,
     l.resident_bytes = PackedBytes(target, out, in, p.quant);
     // The source tensor is no longer needed: keep peak RSS at quantized
     // weights + one tensor (streaming quantize-on-load).
-    ReleasePages(v.data, v.nbytes);
+    ReleasePages(v);
   }
   l.bytes = PackedBytes(l.w.format, out, in, p.quant) + l.bias.size() * 4;
   return l;

@@ -68,6 +68,15 @@ std::string Metrics::Render(const SchedulerStats& s) const {
   counter("bioquant_generation_tokens_total", "Tokens generated.",
           s.generated_tokens);
   counter("bioquant_decode_steps_total", "Decode steps of the batch.", s.steps);
+  auto seconds = [&](const char* name, const char* help, int64_t us) {
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2:.6f}\n",
+                       name, help, us * 1e-6);
+  };
+  seconds("bioquant_prefill_seconds_total",
+          "Time spent prefilling prompts of sequences joining the batch.",
+          s.prefill_us);
+  seconds("bioquant_decode_seconds_total",
+          "Time spent in decode steps of the batch.", s.decode_us);
   counter("bioquant_cancelled_total",
           "Sequences ended because their client went away.", s.cancelled);
   gauge("bioquant_queue_length", "Sequences waiting to join the batch.",

@@ -67,6 +67,10 @@ struct SchedulerStats {
   std::atomic<int64_t> prompt_tokens{0};
   std::atomic<int64_t> generated_tokens{0};
   std::atomic<int64_t> cancelled{0};
+  // Wall time of the scheduler thread in prefill (sequences joining) and in
+  // decode steps: decode throughput = generated tokens / decode time.
+  std::atomic<int64_t> prefill_us{0};
+  std::atomic<int64_t> decode_us{0};
 };
 
 class Scheduler {

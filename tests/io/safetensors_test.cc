@@ -171,6 +171,69 @@ TEST(SafetensorsTest, StreamWriterMatchesDeclarations) {
   EXPECT_EQ(f.tensors().at("a").nbytes, 8u);
 }
 
+// An odd-sized int8 tensor added first would put the wider ones after it at
+// odd offsets: both writers lay data out by element size, largest first, so
+// every tensor is aligned to its element size (and the values survive).
+TEST(SafetensorsTest, WritersAlignEveryTensor) {
+  const std::string dir = testing::TempDir("st_align");
+  const int8_t c[3] = {-3, 7, 9};
+  const uint16_t b[3] = {0x3f80, 0x4000, 0xc040};
+  const float a[2] = {1.5f, -2.0f};
+  SafetensorsWriter w;
+  w.Add("c", DType::kI8, {3}, c, sizeof(c));
+  w.Add("b", DType::kBF16, {3}, b, sizeof(b));
+  w.Add("a", DType::kF32, {2}, a, sizeof(a));
+  w.Write(dir + "/w.safetensors");
+  {
+    SafetensorsStreamWriter sw(dir + "/s.safetensors",
+                               {{"c", DType::kI8, {3}},
+                                {"b", DType::kBF16, {3}},
+                                {"a", DType::kF32, {2}}},
+                               {});
+    sw.Append("c", c, sizeof(c));
+    sw.Append("b", b, sizeof(b));
+    sw.Append("a", a, sizeof(a));
+    sw.Finish();
+  }
+  for (const char* file : {"/w.safetensors", "/s.safetensors"}) {
+    SafetensorsFile f(dir + file);
+    for (const auto& [name, t] : f.tensors()) {
+      EXPECT_TRUE(t.mapped) << file << " " << name;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data) % DTypeSize(t.dtype), 0u)
+          << file << " " << name;
+    }
+    EXPECT_EQ(std::memcmp(f.tensors().at("c").data, c, sizeof(c)), 0);
+    EXPECT_EQ(std::memcmp(f.tensors().at("b").data, b, sizeof(b)), 0);
+    EXPECT_EQ(std::memcmp(f.tensors().at("a").data, a, sizeof(a)), 0);
+  }
+}
+
+// The format allows any offset: a file (from another writer) whose bf16
+// tensor sits at an odd offset is read through an aligned copy, which
+// ReleasePages leaves alone.
+TEST(SafetensorsTest, MisalignedTensorIsReadThroughAnAlignedCopy) {
+  const std::string dir = testing::TempDir("st_misaligned");
+  std::string header =
+      R"({"c":{"dtype":"I8","shape":[1],"data_offsets":[0,1]},)"
+      R"("b":{"dtype":"BF16","shape":[2],"data_offsets":[1,5]}})";
+  while ((8 + header.size()) % 8 != 0) header += ' ';
+  std::string file = RawFile(header, 0);
+  file += std::string("\x05\x80\x3f\x00\x40", 5);  // 5; 1.0, 2.0
+  WriteFile(dir + "/m.safetensors", file);
+  SafetensorsFile f(dir + "/m.safetensors");
+  const TensorView& t = f.tensors().at("b");
+  EXPECT_FALSE(t.mapped);
+  EXPECT_TRUE(f.tensors().at("c").mapped);
+  ASSERT_EQ(reinterpret_cast<uintptr_t>(t.data) % 2, 0u);
+  uint16_t v[2];
+  std::memcpy(v, t.data, 4);
+  EXPECT_EQ(v[0], 0x3f80);
+  EXPECT_EQ(v[1], 0x4000);
+  ReleasePages(t);
+  std::memcpy(v, t.data, 4);
+  EXPECT_EQ(v[1], 0x4000);
+}
+
 TEST(NpyTest, RoundTrip) {
   const std::string path = testing::TempDir("npy") + "/x.npy";
   const float v[6] = {1, -2, 3.5f, 4, 5, 6};

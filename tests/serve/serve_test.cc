@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <future>
 #include <map>
@@ -209,6 +210,14 @@ TEST(ServeTest, HealthModelsAndMetrics) {
         "bioquant_batch_size", "bioquant_request_duration_seconds_bucket",
         "bioquant_time_to_first_token_seconds_count"}) {
     EXPECT_NE(x->body.find(name), std::string::npos) << name << "\n" << x->body;
+  }
+  // The request's prefill and decode steps were timed.
+  for (const char* name :
+       {"bioquant_prefill_seconds_total ", "bioquant_decode_seconds_total "}) {
+    const size_t at = x->body.find(std::string("\n") + name);
+    ASSERT_NE(at, std::string::npos) << name << "\n" << x->body;
+    EXPECT_GT(std::stod(x->body.substr(at + 1 + std::strlen(name))), 0.0)
+        << name;
   }
 }
 
