@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -111,6 +112,32 @@ inline RunResult RunBioquant(const std::vector<std::string>& args,
   ss << e.rdbuf();
   r.err = ss.str();
   return r;
+}
+
+// The tiny synthetic model `bioquant synth --preset tiny --seed SEED
+// [extra flags]` writes, made once per test binary and set of flags under
+// TempDir(tag). A synth that fails stops the binary with its error: every
+// test after it would otherwise fail for an unrelated-looking reason.
+inline const std::string& SynthModel(
+    const std::string& tag, int seed,
+    const std::vector<std::string>& extra = {}) {
+  static std::map<std::string, std::string> made;
+  std::string key = tag + " " + std::to_string(seed);
+  for (const auto& e : extra) key += " " + e;
+  auto it = made.find(key);
+  if (it != made.end()) return it->second;
+  const std::string dir = TempDir(tag) + "/m";
+  std::vector<std::string> args = {
+      "synth",  "--preset",          "tiny", "--out", dir,
+      "--seed", std::to_string(seed)};
+  args.insert(args.end(), extra.begin(), extra.end());
+  const RunResult r = RunBioquant(args);
+  if (r.exit_code != 0) {
+    std::fprintf(stderr, "SynthModel(%s): bioquant synth failed: %s\n",
+                 key.c_str(), r.err.c_str());
+    std::abort();
+  }
+  return made.emplace(key, dir).first->second;
 }
 
 }  // namespace bioquant::testing

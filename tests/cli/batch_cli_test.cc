@@ -16,13 +16,7 @@ namespace {
 using testing::RunBioquant;
 
 const std::string& TinyModel() {
-  static const std::string dir = [] {
-    const std::string d = testing::TempDir("batchcli") + "/m";
-    RunBioquant({"synth", "--preset", "tiny", "--out", d, "--seed", "4",
-                 "--std", "0.1"});
-    return d;
-  }();
-  return dir;
+  return testing::SynthModel("batchcli", 4, {"--std", "0.1"});
 }
 
 std::vector<std::string> EvalArgs(const std::string& out,

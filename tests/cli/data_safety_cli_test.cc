@@ -25,14 +25,7 @@ std::string DiskFull(int blocks) {
   return "trap '' XFSZ; ulimit -f " + std::to_string(blocks) + "; ";
 }
 
-const std::string& Model() {
-  static const std::string dir = [] {
-    const std::string d = testing::TempDir("safetymodel") + "/m";
-    RunBioquant({"synth", "--preset", "tiny", "--out", d, "--seed", "4"});
-    return d;
-  }();
-  return dir;
-}
+const std::string& Model() { return testing::SynthModel("safetymodel", 4); }
 
 int Lines(const std::string& s) {
   return static_cast<int>(std::count(s.begin(), s.end(), '\n'));

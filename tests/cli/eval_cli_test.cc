@@ -25,14 +25,7 @@ namespace {
 
 using testing::RunBioquant;
 
-const std::string& TinyModel() {
-  static const std::string dir = [] {
-    const std::string d = testing::TempDir("evalmodel") + "/m";
-    RunBioquant({"synth", "--preset", "tiny", "--out", d, "--seed", "2"});
-    return d;
-  }();
-  return dir;
-}
+const std::string& TinyModel() { return testing::SynthModel("evalmodel", 2); }
 
 std::vector<std::string> EvalArgs(const std::string& out) {
   return {"eval",

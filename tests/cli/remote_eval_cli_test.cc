@@ -19,14 +19,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::RunBioquant;
 
-const std::string& Model() {
-  static const std::string dir = [] {
-    const std::string d = testing::TempDir("remotemodel") + "/tiny";
-    RunBioquant({"synth", "--preset", "tiny", "--out", d, "--seed", "4"});
-    return d;
-  }();
-  return dir;
-}
+const std::string& Model() { return testing::SynthModel("remotemodel", 4); }
 
 // `bioquant serve` at a precision; port 0 picks a free one.
 class Server {

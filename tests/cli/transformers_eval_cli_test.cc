@@ -28,14 +28,7 @@ namespace {
 
 using testing::RunBioquant;
 
-const std::string& TinyModel() {
-  static const std::string dir = [] {
-    const std::string d = testing::TempDir("hfevalmodel") + "/m";
-    RunBioquant({"synth", "--preset", "tiny", "--out", d, "--seed", "2"});
-    return d;
-  }();
-  return dir;
-}
+const std::string& TinyModel() { return testing::SynthModel("hfevalmodel", 2); }
 
 std::vector<std::string> Args(const std::string& out) {
   return {"eval",
