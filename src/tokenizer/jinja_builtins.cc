@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <optional>
 
@@ -20,6 +21,13 @@ namespace bioquant::jinja {
 namespace {
 
 [[noreturn]] void Fail(std::string msg) { throw TemplateError{std::move(msg)}; }
+
+// Template integers are 64-bit (Python's are unbounded): a result that does
+// not fit is an error, never undefined behaviour or a wrapped value.
+[[noreturn]] void IntOverflow(const std::string& op) {
+  Fail(fmt::format("integer overflow in '{}' (template integers are 64-bit)",
+                   op));
+}
 
 // Jinja2's object_type_repr: "dict object", or "None".
 std::string ObjectTypeRepr(const Value& v) {
@@ -842,7 +850,11 @@ Value BinaryOp(const std::string& op, const Value& a, const Value& b) {
                      a.TypeName(), b.TypeName()));
   };
   if (op == "+") {
-    if (ints) return Value::Int(a.AsInt() + b.AsInt());
+    if (ints) {
+      int64_t r;
+      if (__builtin_add_overflow(a.AsInt(), b.AsInt(), &r)) IntOverflow(op);
+      return Value::Int(r);
+    }
     if (nums) return Value::Float(a.AsDouble() + b.AsDouble());
     if (a.IsString() && b.IsString()) {
       // Markup + str escapes the str (markupsafe's __add__ / __radd__).
@@ -869,12 +881,20 @@ Value BinaryOp(const std::string& op, const Value& a, const Value& b) {
     return unsupported();
   }
   if (op == "-") {
-    if (ints) return Value::Int(a.AsInt() - b.AsInt());
+    if (ints) {
+      int64_t r;
+      if (__builtin_sub_overflow(a.AsInt(), b.AsInt(), &r)) IntOverflow(op);
+      return Value::Int(r);
+    }
     if (nums) return Value::Float(a.AsDouble() - b.AsDouble());
     return unsupported();
   }
   if (op == "*") {
-    if (ints) return Value::Int(a.AsInt() * b.AsInt());
+    if (ints) {
+      int64_t r;
+      if (__builtin_mul_overflow(a.AsInt(), b.AsInt(), &r)) IntOverflow(op);
+      return Value::Int(r);
+    }
     if (nums) return Value::Float(a.AsDouble() * b.AsDouble());
     const Value* seq = a.IsString() || a.IsListOrTuple()
                            ? &a
@@ -913,6 +933,7 @@ Value BinaryOp(const std::string& op, const Value& a, const Value& b) {
     if (b.AsDouble() == 0) Fail("integer division or modulo by zero");
     if (ints) {
       const int64_t x = a.AsInt(), y = b.AsInt();
+      if (x == INT64_MIN && y == -1) IntOverflow(op);
       int64_t q = x / y;
       if ((x % y != 0) && ((x < 0) != (y < 0))) --q;
       return Value::Int(q);
@@ -925,6 +946,7 @@ Value BinaryOp(const std::string& op, const Value& a, const Value& b) {
     if (b.AsDouble() == 0) Fail("integer division or modulo by zero");
     if (ints) {
       const int64_t x = a.AsInt(), y = b.AsInt();
+      if (y == -1) return Value::Int(0);  // INT64_MIN % -1 traps in C++
       int64_t r = x % y;
       if (r != 0 && ((r < 0) != (y < 0))) r += y;
       return Value::Int(r);
@@ -935,8 +957,13 @@ Value BinaryOp(const std::string& op, const Value& a, const Value& b) {
   }
   if (op == "**") {
     if (ints && b.AsInt() >= 0) {
-      int64_t r = 1;
-      for (int64_t i = 0; i < b.AsInt(); ++i) r *= a.AsInt();
+      // By squaring: at most 63 rounds whatever the exponent, each checked.
+      int64_t r = 1, base = a.AsInt(), e = b.AsInt();
+      while (e > 0) {
+        if ((e & 1) && __builtin_mul_overflow(r, base, &r)) IntOverflow(op);
+        e >>= 1;
+        if (e > 0 && __builtin_mul_overflow(base, base, &base)) IntOverflow(op);
+      }
       return Value::Int(r);
     }
     if (nums) return Value::Float(std::pow(a.AsDouble(), b.AsDouble()));

@@ -5,6 +5,7 @@
 // does not open a scope.
 #include <fmt/format.h>
 
+#include <cstdint>
 #include <unordered_map>
 
 #include "tokenizer/jinja.h"
@@ -337,8 +338,14 @@ class Renderer {
         const Value v = Eval(*e.args[0], frame);
         if (v.IsUndefined()) FailUndefined(v);
         const bool neg = e.kind == Expr::Kind::kNeg;
-        if (v.IsInt() || v.IsBool())
+        if (v.IsInt() || v.IsBool()) {
+          if (neg && v.AsInt() == INT64_MIN) {
+            throw TemplateError{
+                "integer overflow in unary '-' (template integers are "
+                "64-bit)"};
+          }
           return Value::Int(neg ? -v.AsInt() : v.AsInt());
+        }
         if (v.IsFloat())
           return Value::Float(neg ? -v.AsDouble() : v.AsDouble());
         throw TemplateError{fmt::format("bad operand type for unary {}: '{}'",

@@ -528,6 +528,21 @@ TEST(ChatTemplateErrors, UntrustedTemplatesAreBounded) {
   expect("{{ 'x' * 100000000000 }}", "repetition of more than 64 MiB");
   expect("{% for i in range(100) %}{{ 'x' * 1000000 }}{% endfor %}",
          "output exceeds 64 MiB");
+  // 64-bit integers (Python's are unbounded): overflow is an error, and a
+  // huge exponent costs at most 63 rounds (found by fuzzing: a macro that
+  // doubles its argument forever).
+  expect(
+      "{% macro f(n) %}{% if n %}{{ f(n * 2) }}{% endif %}{% endmacro %}"
+      "{{ f(3) }}",
+      "integer overflow in '*'");
+  expect("{{ 9223372036854775807 + 1 }}", "integer overflow in '+'");
+  expect("{{ -9223372036854775807 - 2 }}", "integer overflow in '-'");
+  expect("{{ (-9223372036854775807 - 1) // -1 }}", "integer overflow in '//'");
+  expect("{{ -(-9223372036854775807 - 1) }}", "integer overflow in unary '-'");
+  expect("{{ 2 ** 1000000000000 }}", "integer overflow in '**'");
+  EXPECT_EQ(R("{{ 2 ** 62 }}|{{ (-2) ** 63 }}|{{ 1 ** 1000000000000 }}|"
+              "{{ (-9223372036854775807 - 1) % -1 }}|{{ 7 % -1 }}"),
+            "4611686018427387904|-9223372036854775808|1|0|0");
 }
 
 TEST(ChatTemplateErrors, RaiseExceptionAndBadOptions) {
