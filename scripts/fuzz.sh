@@ -7,6 +7,9 @@
 # fuzz/corpus/<target>); a crash is written to build-fuzz/crashes/<target>/ —
 # fix it, then copy the input to fuzz/regressions/<target>/ so the normal
 # test suite replays it forever (tests/fuzz/replay_test.cc).
+# BIOQUANT_FUZZ_SEED fixes libFuzzer's seed (CI's short round does, so that a
+# landing is not failed by a bug that this change did not bring; longer runs
+# without it explore anew each time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${1:?usage: fuzz.sh TARGET|all [SECONDS]}
@@ -45,6 +48,7 @@ for t in "${targets[@]}"; do
   log="$B/fuzz_$t.log"
   if "$B/fuzz_$t" "$B/corpus/$t" "${seeds[@]}" -max_total_time="$SECONDS_EACH" \
       -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+      ${BIOQUANT_FUZZ_SEED:+-seed=$BIOQUANT_FUZZ_SEED} \
       -artifact_prefix="$B/crashes/$t/" >"$log" 2>&1; then
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
     echo "fuzz $t: ok, ${SECONDS_EACH} s, $execs executions, corpus $(ls "$B/corpus/$t" | wc -l) files"

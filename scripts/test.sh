@@ -28,5 +28,6 @@ if [ "${BIOQUANT_SANITIZE:-1}" != 0 ]; then
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
     ctest --test-dir "$SAN" --output-on-failure -j "$(nproc)" --timeout 1800 \
       -LE crosscheck -E "${BIOQUANT_SANITIZE_EXCLUDE:-SmolLM2}"
-  FUZZ_BUILD_DIR=$SAN bash scripts/fuzz.sh all "${BIOQUANT_FUZZ_SECONDS:-15}"
+  FUZZ_BUILD_DIR=$SAN BIOQUANT_FUZZ_SEED=${BIOQUANT_FUZZ_SEED:-1} \
+    bash scripts/fuzz.sh all "${BIOQUANT_FUZZ_SECONDS:-15}"
 fi
