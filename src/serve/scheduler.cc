@@ -1,7 +1,8 @@
 #include "serve/scheduler.h"
 
-#include <chrono>
 #include <map>
+
+#include "util/sys.h"
 
 namespace bioquant::serve {
 
@@ -72,14 +73,6 @@ void Scheduler::Drain() {
   idle_cv_.wait(lock, [&] { return queue_.empty() && running_ == 0; });
 }
 
-namespace {
-int64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::steady_clock::now() - t0)
-      .count();
-}
-}  // namespace
-
 void Scheduler::Loop() {
   DecodeBatch batch(engine_);
   std::map<int, Running> running;  // batch id -> who waits for it
@@ -123,9 +116,9 @@ void Scheduler::Loop() {
       }
       stats_.prompt_tokens += static_cast<int64_t>(p.req.prompt_ids.size());
       try {
-        const auto t0 = std::chrono::steady_clock::now();
+        const Stopwatch sw;
         const int id = batch.Add(std::move(p.req));
-        stats_.prefill_us += MicrosSince(t0);
+        stats_.prefill_us += static_cast<int64_t>(sw.ElapsedMs() * 1e3);
         running[id] = {p.ticket, p.choice};
       } catch (const std::exception& e) {
         // Requests are checked before they queue; this is a last guard.
@@ -144,9 +137,9 @@ void Scheduler::Loop() {
     if (batch.live() > 0) {
       stats_.steps++;
       stats_.step_rows += batch.live();
-      const auto t0 = std::chrono::steady_clock::now();
+      const Stopwatch sw;
       batch.Step();
-      stats_.decode_us += MicrosSince(t0);
+      stats_.decode_us += static_cast<int64_t>(sw.ElapsedMs() * 1e3);
     }
     deliver();
     stats_.running = batch.live();

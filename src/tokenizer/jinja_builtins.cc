@@ -18,15 +18,17 @@ namespace bioquant::jinja {
                                                 : v.UndefinedHint()};
 }
 
+[[noreturn]] void FailIntOverflow(const std::string& where) {
+  throw TemplateError{fmt::format(
+      "integer overflow in {} (template integers are 64-bit)", where)};
+}
+
 namespace {
 
 [[noreturn]] void Fail(std::string msg) { throw TemplateError{std::move(msg)}; }
 
-// Template integers are 64-bit (Python's are unbounded): a result that does
-// not fit is an error, never undefined behaviour or a wrapped value.
 [[noreturn]] void IntOverflow(const std::string& op) {
-  Fail(fmt::format("integer overflow in '{}' (template integers are 64-bit)",
-                   op));
+  FailIntOverflow(fmt::format("'{}'", op));
 }
 
 // Jinja2's object_type_repr: "dict object", or "None".

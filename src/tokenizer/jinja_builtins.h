@@ -10,6 +10,10 @@
 namespace bioquant::jinja {
 
 [[noreturn]] void FailUndefined(const Value& v);
+// Template integers are 64-bit (Python's are unbounded): a result that does
+// not fit is this error ("integer overflow in <where> ..."), never undefined
+// behaviour or a wrapped value.
+[[noreturn]] void FailIntOverflow(const std::string& where);
 
 // obj.name (Jinja2: Python attribute first, then item).
 Value GetAttr(const Value& obj, const std::string& name);

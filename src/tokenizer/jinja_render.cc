@@ -339,11 +339,7 @@ class Renderer {
         if (v.IsUndefined()) FailUndefined(v);
         const bool neg = e.kind == Expr::Kind::kNeg;
         if (v.IsInt() || v.IsBool()) {
-          if (neg && v.AsInt() == INT64_MIN) {
-            throw TemplateError{
-                "integer overflow in unary '-' (template integers are "
-                "64-bit)"};
-          }
+          if (neg && v.AsInt() == INT64_MIN) FailIntOverflow("unary '-'");
           return Value::Int(neg ? -v.AsInt() : v.AsInt());
         }
         if (v.IsFloat())
