@@ -117,6 +117,18 @@ void RowsImpl(Tag tag, const WeightMatrix& w, const float* x, int64_t m,
         r0, r1);
     return;
   }
+  if (m == 1) {
+    // Decode: 8 weight rows per tile. The rows stream from DRAM side by side;
+    // 8 streams read faster than 4 on AVX2 and AVX-512 alike (bf16, 2048
+    // columns, 2 threads: 32 vs 29 GB/s on AVX2, 26 vs 24 on AVX-512), and
+    // 8 accumulators fit 16 registers. Each output is the same FMA chain
+    // whatever the tile, so the bits do not change.
+    int64_t r = r0;
+    for (; r + 8 <= r1; r += 8)
+      Tile<8, 1>(tag, w.data, w.cols, r, x, 0, w.rows, y);
+    for (; r < r1; ++r) Tile<1, 1>(tag, w.data, w.cols, r, x, 0, w.rows, y);
+    return;
+  }
   // Activations are processed in chunks that stay in L2 while the weight
   // rows of this thread stream past them.
   constexpr int64_t kTokenChunk = 64;
