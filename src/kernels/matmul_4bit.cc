@@ -167,14 +167,15 @@ HWY_INLINE hn::Vec<DF> Lut16(DF df, const float* lut, const ScaledLut& t,
   }
 }
 
-// The 2N weights of W at flat indices [i, i + 2N) (i even, all in one
-// block), split into the even elements (high nibbles) and the odd ones (low
-// nibbles).
-HWY_INLINE void DecodePair(DF df, const Ctx4& k, int64_t i, const ScaledLut& t,
-                           hn::Vec<DF>* even, hn::Vec<DF>* odd) {
+// The 2N weights whose N packed bytes start at `bytes` (an even flat index,
+// all in one block), split into the even elements (high nibbles) and the
+// odd ones (low nibbles).
+HWY_INLINE void DecodePair(DF df, const Ctx4& k, const uint8_t* bytes,
+                           const ScaledLut& t, hn::Vec<DF>* even,
+                           hn::Vec<DF>* odd) {
   const hn::RebindToUnsigned<DF> du32;
   const hn::Rebind<uint8_t, DF> du8;  // N bytes = 2N codes
-  const auto b = hn::PromoteTo(du32, hn::LoadU(du8, k.packed + i / 2));
+  const auto b = hn::PromoteTo(du32, hn::LoadU(du8, bytes));
   *even = Lut16(df, k.lut, t, hn::ShiftRight<4>(b));
   *odd = Lut16(df, k.lut, t, b);
 }
@@ -229,7 +230,11 @@ HWY_INLINE void TileArranged(const Ctx4& k, int64_t row, const float* xa,
   hn::Vec<DF> acc[kR][kM];
   for (int r = 0; r < kR; ++r)
     for (int t = 0; t < kM; ++t) acc[r][t] = hn::Zero(df);
-  const uint8_t* next = k.packed + (row + kR) * cols / 2;
+  // Rows start on a byte (cols is even on this path): the byte offsets are
+  // computed once per row, not per load.
+  const uint8_t* rowbytes[kR];
+  for (int r = 0; r < kR; ++r) rowbytes[r] = k.packed + ((row + r) * cols >> 1);
+  const uint8_t* next = k.packed + ((row + kR) * cols >> 1);
   int64_t pf = 0;
   for (int64_t c0 = 0; c0 < cols; c0 += k.blocksize) {
     ScaledLut lut[kR];
@@ -242,7 +247,7 @@ HWY_INLINE void TileArranged(const Ctx4& k, int64_t row, const float* xa,
       pf += kR * N;
       hn::Vec<DF> we[kR], wo[kR];
       for (int r = 0; r < kR; ++r) {
-        DecodePair(df, k, (row + r) * cols + c, lut[r], &we[r], &wo[r]);
+        DecodePair(df, k, rowbytes[r] + (c >> 1), lut[r], &we[r], &wo[r]);
       }
       for (int t = 0; t < kM; ++t) {
         const float* xt = xa + (t0 + t) * cols + c;
@@ -343,15 +348,16 @@ void MatMulRows4bitImpl(const WeightMatrix& w, const float* x, int64_t m,
   if (UseGemm(m, bf16)) {
     // Many activation rows: decode panels once (even elements then odd ones
     // per 2N, as DecodePair returns them), register-blocked f32 GEMM against
-    // activations arranged the same way: the same FMAs as Tile.
+    // activations arranged the same way: the same FMAs as TileArranged.
     GemmPanels(
         [&](int64_t row, float* out) {
+          const uint8_t* rowbytes = k.packed + (row * cols >> 1);
           for (int64_t c0 = 0; c0 < cols; c0 += bs) {
             const ScaledLut lut = ScaleLut(
                 df, k.lut, BlockAmax(k, (row * cols + c0) >> k.block_shift));
             for (int64_t c = c0; c < c0 + bs; c += 2 * N) {
               hn::Vec<DF> we, wo;
-              DecodePair(df, k, row * cols + c, lut, &we, &wo);
+              DecodePair(df, k, rowbytes + (c >> 1), lut, &we, &wo);
               hn::Store(we, df, out + c);
               hn::Store(wo, df, out + c + N);
             }
