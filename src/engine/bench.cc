@@ -1,5 +1,6 @@
 #include "engine/bench.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -29,6 +30,7 @@ nlohmann::json BenchResult::ToJson() const {
           {"batch", batch},
           {"tokens_per_s", tokens_per_s},
           {"sd", sd},
+          {"best", best},
           {"runs", runs},
           {"weight_bytes_per_token", weight_bytes_per_token},
           {"bandwidth_gb_s", bandwidth_gb_s},
@@ -69,69 +71,92 @@ MachineLimits MeasureMachine(int threads) {
   return m;
 }
 
-std::vector<BenchResult> RunBench(Engine& engine, const std::string& precision,
-                                  int p, int n, int reps,
-                                  double machine_read_gb_s, int batch) {
-  if (p < 0 || n < 0 || reps < 1) Fail("bench: -p/-n must be >= 0 and -r >= 1");
-  if (batch < 1) Fail("bench: -b {}: the batch must be >= 1", batch);
-  const int64_t V = engine.config().vocab_size;
-  std::mt19937 rng(1);
-  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(V - 1));
-  std::vector<BenchResult> out;
-  std::vector<float> logits(V);
-  if (p > 0) {
-    std::vector<int32_t> ids(p);
-    for (auto& t : ids) t = tok(rng);
-    BenchResult r;
-    r.precision = precision;
-    r.test = "pp" + std::to_string(p);
-    for (int rep = -1; rep < reps; ++rep) {  // rep -1 is the warm-up
-      engine.ResetCache();
-      Stopwatch sw;
-      engine.Forward(ids.data(), p, logits.data());
-      const double tps = p * 1000.0 / sw.ElapsedMs();
-      if (rep >= 0) r.runs.push_back(tps);
-    }
-    MeanSd(r.runs, &r.tokens_per_s, &r.sd);
-    r.weight_bytes_per_token = engine.WeightBytesPerToken();
-    out.push_back(r);
+BenchSession::BenchSession(Engine& engine, std::string precision,
+                           const BenchSpec& spec)
+    : engine_(engine),
+      precision_(std::move(precision)),
+      spec_(spec),
+      tok_(0, static_cast<int32_t>(engine.config().vocab_size - 1)) {
+  if (spec.p < 0 || spec.n < 0) Fail("bench: -p/-n must be >= 0");
+  if (spec.batch < 1) {
+    Fail("bench: -b {}: the batch must be >= 1", spec.batch);
   }
-  if (n > 0) {
-    BenchResult r;
-    r.precision = precision;
-    r.test = "tg" + std::to_string(n);
-    r.batch = batch;
+  prompt_.resize(spec.p);
+  for (auto& t : prompt_) t = tok_(rng_);
+}
+
+void BenchSession::RunRep(bool warmup) {
+  if (spec_.p > 0) {
+    std::vector<float> logits(engine_.config().vocab_size);
+    engine_.ResetCache();
+    Stopwatch sw;
+    engine_.Forward(prompt_.data(), spec_.p, logits.data());
+    const double tps = spec_.p * 1000.0 / sw.ElapsedMs();
+    if (!warmup) pp_runs_.push_back(tps);
+  }
+  if (spec_.n > 0) {
     // Each sequence starts from one random token and decodes n more greedily
     // (n forward steps: the last sampled token is not fed), eos ignored.
-    std::vector<GenerateRequest> reqs(batch);
-    for (int rep = -1; rep < reps; ++rep) {  // rep -1 is the warm-up
-      for (auto& q : reqs) {
-        q.prompt_ids = {tok(rng)};
-        q.max_new_tokens = n + 1;
-        q.ignore_eos = true;
-      }
-      const std::vector<GenerateResult> res = engine.GenerateBatch(reqs);
-      double ms = 0;
-      int64_t tokens = 0;
-      for (const auto& g : res) {
-        ms = std::max(ms, g.timings.decode_ms);
-        tokens += g.timings.decode_tokens;
-      }
-      if (rep >= 0) r.runs.push_back(tokens * 1000.0 / ms);
+    std::vector<GenerateRequest> reqs(spec_.batch);
+    for (auto& q : reqs) {
+      q.prompt_ids = {tok_(rng_)};
+      q.max_new_tokens = spec_.n + 1;
+      q.ignore_eos = true;
     }
-    MeanSd(r.runs, &r.tokens_per_s, &r.sd);
-    r.weight_bytes_per_token = engine.WeightBytesPerToken();
+    const std::vector<GenerateResult> res = engine_.GenerateBatch(reqs);
+    double ms = 0;
+    int64_t tokens = 0;
+    for (const auto& g : res) {
+      ms = std::max(ms, g.timings.decode_ms);
+      tokens += g.timings.decode_tokens;
+    }
+    if (!warmup) tg_runs_.push_back(tokens * 1000.0 / ms);
+  }
+}
+
+std::vector<BenchResult> BenchSession::Results() const {
+  std::vector<BenchResult> out;
+  const auto fill = [&](BenchResult& r, const std::vector<double>& runs) {
+    r.precision = precision_;
+    r.runs = runs;
+    if (!runs.empty()) {
+      MeanSd(runs, &r.tokens_per_s, &r.sd);
+      r.best = *std::max_element(runs.begin(), runs.end());
+    }
+    r.weight_bytes_per_token = engine_.WeightBytesPerToken();
+  };
+  if (spec_.p > 0) {
+    BenchResult r;
+    r.test = "pp" + std::to_string(spec_.p);
+    fill(r, pp_runs_);
+    out.push_back(r);
+  }
+  if (spec_.n > 0) {
+    BenchResult r;
+    r.test = "tg" + std::to_string(spec_.n);
+    r.batch = spec_.batch;
+    fill(r, tg_runs_);
     // A step decodes `batch` tokens and reads the weights once per group of
     // at most Decoder::kMaxBatchRows sequences.
     const int64_t reads =
-        (batch + Decoder::kMaxBatchRows - 1) / Decoder::kMaxBatchRows;
+        (spec_.batch + Decoder::kMaxBatchRows - 1) / Decoder::kMaxBatchRows;
     r.bandwidth_gb_s = static_cast<double>(r.weight_bytes_per_token) * reads *
-                       r.tokens_per_s / batch / 1e9;
-    if (machine_read_gb_s > 0)
-      r.roofline_fraction = r.bandwidth_gb_s / machine_read_gb_s;
+                       r.tokens_per_s / spec_.batch / 1e9;
+    if (spec_.machine_read_gb_s > 0)
+      r.roofline_fraction = r.bandwidth_gb_s / spec_.machine_read_gb_s;
     out.push_back(r);
   }
   return out;
+}
+
+std::vector<BenchResult> RunBench(Engine& engine, const std::string& precision,
+                                  int p, int n, int reps,
+                                  double machine_read_gb_s, int batch) {
+  if (reps < 1) Fail("bench: -r must be >= 1");
+  BenchSession session(engine, precision,
+                       BenchSpec{p, n, batch, machine_read_gb_s});
+  for (int rep = -1; rep < reps; ++rep) session.RunRep(rep < 0);
+  return session.Results();
 }
 
 }  // namespace bioquant

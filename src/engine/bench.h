@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@ struct BenchResult {
   std::string precision, compute = "f32", test;  // test: "pp512", "tg128"
   int batch = 1;
   double tokens_per_s = 0, sd = 0;
+  double best = 0;  // the fastest repetition
   std::vector<double> runs;
   uint64_t weight_bytes_per_token = 0;
   double bandwidth_gb_s = 0;     // tg: weight bytes read per second
@@ -34,12 +36,40 @@ struct BenchResult {
   nlohmann::json ToJson() const;
 };
 
-// Runs pp (prompt of `p` tokens, one sequence) and tg (`n` tokens decoded by
-// each of `batch` sequences together, through Engine::GenerateBatch)
-// `reps` times each after one warm-up. tg's tokens/s is the aggregate,
-// batch x n / wall time, and its bandwidth counts the weights read once per
-// forward step of up to 8 sequences. `machine_read_gb_s` (0 = unknown) gives
-// the roofline fraction.
+struct BenchSpec {
+  int p = 512;  // prompt tokens of the pp test (0 = skip)
+  int n = 128;  // tokens each sequence decodes in the tg test (0 = skip)
+  int batch = 1;
+  double machine_read_gb_s = 0;  // 0 = unknown (no roofline fraction)
+};
+
+// The pp and tg tests of one loaded engine, run one repetition at a time so
+// that several engines can take turns (`bench --interleave`: a burst of load
+// on a shared machine then slows every precision alike, not one).
+// pp: a prompt of `p` random tokens, one sequence. tg: `batch` sequences
+// decode `n` tokens each together (Engine::GenerateBatch); tokens/s is the
+// aggregate, batch x n / wall time, and its bandwidth counts the weights read
+// once per forward step of up to 8 sequences.
+class BenchSession {
+ public:
+  // Throws Error for p or n < 0 or batch < 1.
+  BenchSession(Engine& engine, std::string precision, const BenchSpec& spec);
+  // One repetition of each test; a warm-up is run but not recorded.
+  void RunRep(bool warmup);
+  // Mean ± sd, best and roofline over the recorded repetitions.
+  std::vector<BenchResult> Results() const;
+
+ private:
+  Engine& engine_;
+  std::string precision_;
+  BenchSpec spec_;
+  std::mt19937 rng_{1};
+  std::uniform_int_distribution<int32_t> tok_;
+  std::vector<int32_t> prompt_;
+  std::vector<double> pp_runs_, tg_runs_;
+};
+
+// One engine, `reps` repetitions after one warm-up (BenchSession alone).
 std::vector<BenchResult> RunBench(Engine& engine, const std::string& precision,
                                   int p, int n, int reps,
                                   double machine_read_gb_s, int batch = 1);

@@ -3,6 +3,7 @@
 // `bench -b B` decodes B sequences together and reports it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -143,6 +144,38 @@ TEST(BatchCli, BenchReportsComputePerTest) {
                           "1,2,3", "--compute", "bf17"});
   EXPECT_NE(gen.exit_code, 0);
   EXPECT_NE(gen.err.find("--compute"), std::string::npos) << gen.err;
+}
+
+// --interleave loads every precision first and runs them in turn; the report
+// has the same shape as without it, in the order the precisions were given.
+TEST(BatchCli, BenchInterleavesPrecisions) {
+  for (const bool interleave : {false, true}) {
+    std::vector<std::string> args = {
+        "bench", "--model",   TinyModel(), "--precision", "bf16,nf4",
+        "-p",    "8",         "-n",        "3",           "-r",
+        "2",     "--threads", "1",         "--json"};
+    if (interleave) args.push_back("--interleave");
+    auto r = RunBioquant(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    ASSERT_EQ(j["results"].size(), 4u) << r.out;
+    const char* want[4][2] = {
+        {"bf16", "pp8"}, {"bf16", "tg3"}, {"nf4", "pp8"}, {"nf4", "tg3"}};
+    for (size_t i = 0; i < 4; ++i) {
+      const auto& res = j["results"][i];
+      EXPECT_EQ(res["precision"], want[i][0]) << i << " " << interleave;
+      EXPECT_EQ(res["test"], want[i][1]) << i << " " << interleave;
+      ASSERT_EQ(res["runs"].size(), 2u);  // the warm-up is not recorded
+      const double a = res["runs"][0].get<double>();
+      const double b = res["runs"][1].get<double>();
+      EXPECT_GT(a, 0.0);
+      EXPECT_DOUBLE_EQ(res["best"].get<double>(), std::max(a, b));
+      EXPECT_DOUBLE_EQ(res["tokens_per_s"].get<double>(), (a + b) / 2);
+    }
+  }
+  auto bad = RunBioquant({"bench", "--model", TinyModel(), "-r", "0"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("-r 0"), std::string::npos) << bad.err;
 }
 
 }  // namespace
