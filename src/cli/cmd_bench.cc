@@ -132,22 +132,23 @@ int RunBenchCommand(int argc, char** argv) {
         print(r);
       }
     };
+    // Measures the loaded runs together, one repetition of each in turn,
+    // reports them in load order and frees them.
     std::vector<Run> runs;
+    const auto measure = [&] {
+      for (int rep = -1; rep < reps; ++rep) {  // rep -1 is the warm-up
+        for (Run& run : runs) run.session->RunRep(rep < 0);
+      }
+      for (const Run& run : runs) report(run);
+      runs.clear();
+    };
     for (const auto& prec : list) {
       for (ComputeType compute : compute_list) {
-        Run run = load(prec, compute);
-        if (interleave) {
-          runs.push_back(std::move(run));
-          continue;
-        }
-        for (int rep = -1; rep < reps; ++rep) run.session->RunRep(rep < 0);
-        report(run);
+        runs.push_back(load(prec, compute));
+        if (!interleave) measure();
       }
     }
-    for (int rep = -1; interleave && rep < reps; ++rep) {
-      for (Run& run : runs) run.session->RunRep(rep < 0);
-    }
-    for (const Run& run : runs) report(run);
+    measure();
   }
   if (json) PrintJson(out);
   return 0;

@@ -83,14 +83,14 @@ BenchSession::BenchSession(Engine& engine, std::string precision,
   }
   prompt_.resize(spec.p);
   for (auto& t : prompt_) t = tok_(rng_);
+  if (spec.p > 0) logits_.resize(engine.config().vocab_size);
 }
 
 void BenchSession::RunRep(bool warmup) {
   if (spec_.p > 0) {
-    std::vector<float> logits(engine_.config().vocab_size);
     engine_.ResetCache();
     Stopwatch sw;
-    engine_.Forward(prompt_.data(), spec_.p, logits.data());
+    engine_.Forward(prompt_.data(), spec_.p, logits_.data());
     const double tps = spec_.p * 1000.0 / sw.ElapsedMs();
     if (!warmup) pp_runs_.push_back(tps);
   }
@@ -147,16 +147,6 @@ std::vector<BenchResult> BenchSession::Results() const {
     out.push_back(r);
   }
   return out;
-}
-
-std::vector<BenchResult> RunBench(Engine& engine, const std::string& precision,
-                                  int p, int n, int reps,
-                                  double machine_read_gb_s, int batch) {
-  if (reps < 1) Fail("bench: -r must be >= 1");
-  BenchSession session(engine, precision,
-                       BenchSpec{p, n, batch, machine_read_gb_s});
-  for (int rep = -1; rep < reps; ++rep) session.RunRep(rep < 0);
-  return session.Results();
 }
 
 }  // namespace bioquant

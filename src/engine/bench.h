@@ -66,12 +66,8 @@ class BenchSession {
   std::mt19937 rng_{1};
   std::uniform_int_distribution<int32_t> tok_;
   std::vector<int32_t> prompt_;
+  std::vector<float> logits_;  // the pp test's output, [vocab]
   std::vector<double> pp_runs_, tg_runs_;
 };
-
-// One engine, `reps` repetitions after one warm-up (BenchSession alone).
-std::vector<BenchResult> RunBench(Engine& engine, const std::string& precision,
-                                  int p, int n, int reps,
-                                  double machine_read_gb_s, int batch = 1);
 
 }  // namespace bioquant

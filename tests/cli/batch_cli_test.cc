@@ -176,6 +176,9 @@ TEST(BatchCli, BenchInterleavesPrecisions) {
   auto bad = RunBioquant({"bench", "--model", TinyModel(), "-r", "0"});
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("-r 0"), std::string::npos) << bad.err;
+  auto neg = RunBioquant({"bench", "--model", TinyModel(), "-n", "-3"});
+  EXPECT_NE(neg.exit_code, 0);
+  EXPECT_NE(neg.err.find("-p/-n"), std::string::npos) << neg.err;
 }
 
 }  // namespace
